@@ -1,0 +1,67 @@
+# The verbs of the project. Every target creates .venv first (pinned by constraints.txt).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+ASSIGNMENT ?=
+JOBS ?= 1
+
+.PHONY: help venv book notebooks test lint format release grade bench lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt pip setuptools wheel
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[book,grader,dev]'
+	touch $@
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies and the project (editable)
+
+notebooks: $(STAMP)  ## write each chapter as .ipynb into _build/notebooks (git-ignored)
+	$(PY) tools/pair_notebooks.py
+
+book: $(STAMP) notebooks  ## build the HTML book strictly into _build/html
+	$(BIN)/jupyter-book build . -W --keep-going --builder html
+	@echo "Open _build/html/index.html in a browser."
+
+test: $(STAMP)  ## lint, then run the whole test suite (builds the book and grades fixtures)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+release: $(STAMP)  ## regenerate exercises/ (students' notebooks) from solutions/
+	$(PY) tools/release.py
+
+grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id to pick one, JOBS=N workers)
+	$(PY) tools/grade.py $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) --jobs $(JOBS)
+
+bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
+	$(PY) benchmarks/run.py
+
+lock: ## re-resolve the dependencies and rewrite constraints.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q --no-build-isolation -e '.[book,grader,dev]'
+	{ echo '# Exact versions of every package in .venv; regenerate with `make lock`.'; \
+	  $(PY) -m pip freeze --all --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | sort -f; } > constraints.txt
+	touch $(STAMP)
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf _build
