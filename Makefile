@@ -28,7 +28,17 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies and the project (ed
 notebooks: $(STAMP)  ## write each chapter as .ipynb into _build/notebooks (git-ignored)
 	$(PY) tools/pair_notebooks.py
 
-book: $(STAMP) notebooks  ## build the HTML book strictly into _build/html
+# jupyter-cache keys a chapter on its own code only: when the library changes, drop the cache so
+# every chapter runs again against the new logreg_lessons.
+LIBRARY_STAMP := _build/.library-stamp
+$(LIBRARY_STAMP): $(wildcard logreg_lessons/*.py)
+	@mkdir -p _build
+	@if [ -d _build/.jupyter_cache ]; then \
+	  echo "logreg_lessons changed: every chapter will be executed again"; \
+	  rm -rf _build/.jupyter_cache; fi
+	@touch $@
+
+book: $(STAMP) notebooks $(LIBRARY_STAMP)  ## build the HTML book strictly into _build/html
 	$(BIN)/jupyter-book build . -W --keep-going --builder html
 	@echo "Open _build/html/index.html in a browser."
 

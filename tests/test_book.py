@@ -1,0 +1,482 @@
+"""Tests of the book: its sources, a strict forced build, and every page in headless Chromium.
+
+Fast tests read the sources in book/ and run tools/pair_notebooks.py. The slow ones share one
+build per session (tests/book_build.py: forced execution, -W --keep-going, into
+_build/test-book/; the execution reports of a failed build stay in its html/reports/).
+The browser tests serve that HTML on 127.0.0.1, open every page with Playwright driving
+Debian's Chromium (/usr/bin/chromium: `apt-get install chromium`) and save a full-page
+screenshot of each under _build/screenshots/.
+
+    pytest tests/test_book.py -m "not slow"     # sources only (seconds)
+    pytest tests/test_book.py                   # everything (a few minutes)
+"""
+
+import json
+import os
+import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jupytext
+import nbformat
+import pytest
+from book_build import (
+    BUILD_DIR,
+    JUPYTEXT_FRONT_MATTER,
+    PLAIN_PAGES,
+    ROOT,
+    SCREENSHOT_DIR,
+    build_book,
+    chapter_docnames,
+    front_matter,
+    html_pages,
+    load_tool,
+    previous_build,
+    serve,
+    toc_docnames,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EXERCISE_IDS = [
+    "01_synthetic_data",
+    "02_numerical_stability",
+    "03_forward_pass",
+    "04_gradients",
+    "05_gd_vs_sgd",
+    "06_softmax_regression",
+    "07_backpropagation",
+]
+CHAPTERS = chapter_docnames()
+
+
+def chapter_source(docname: str) -> str:
+    return (ROOT / f"{docname}.md").read_text(encoding="utf-8")
+
+
+def chapter_number(docname: str) -> str:
+    return Path(docname).name[:2]
+
+
+# --------------------------------------------------------------------------- sources (fast)
+
+
+def test_toc_lists_existing_files_and_the_plain_pages():
+    docnames = toc_docnames()
+    missing = [name for name in docnames if not (ROOT / f"{name}.md").is_file()]
+    assert not missing, f"listed in _toc.yml but missing: {missing}"
+    for page in PLAIN_PAGES:
+        assert page in docnames, f"{page} is not in _toc.yml"
+    assert len(CHAPTERS) == 9, f"expected chapters 00..08 in _toc.yml, got {CHAPTERS}"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_has_the_jupytext_front_matter(docname):
+    meta = front_matter(ROOT / f"{docname}.md")
+    for key, expected in JUPYTEXT_FRONT_MATTER.items():
+        assert meta.get(key) == expected, (
+            f"{docname}.md: front matter `{key}` is {meta.get(key)!r}, expected {expected!r}"
+        )
+
+
+@pytest.mark.parametrize("docname", PLAIN_PAGES)
+def test_plain_pages_are_not_notebooks(docname):
+    """The instructor guide and the statistics page run no code: no kernelspec."""
+    assert "kernelspec" not in front_matter(ROOT / f"{docname}.md")
+
+
+def test_no_notebook_is_committed_under_book():
+    """Only the .md sources are committed (notebooks are built into _build/)."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--", "book"],
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode == 0:
+        files = listed.stdout.split()
+    else:  # not a git checkout (e.g. an exported tarball): look at the folder instead
+        files = [p.relative_to(ROOT).as_posix() for p in (ROOT / "book").rglob("*")]
+    notebooks = [name for name in files if name.endswith(".ipynb")]
+    assert not notebooks, f"notebooks committed under book/ (commit the .md only): {notebooks}"
+
+
+@pytest.mark.parametrize("assignment", EXERCISE_IDS)
+def test_chapter_links_its_exercise_notebook(assignment):
+    docname = f"book/{assignment}"
+    target = f"../exercises/{assignment}/{assignment}.ipynb"
+    pattern = re.compile(r"\{download\}`[^`<]*<" + re.escape(target) + r">`")
+    assert pattern.search(chapter_source(docname)), (
+        f"{docname}.md has no {{download}} link to {target}, e.g.\n"
+        f"{{download}}`exercises/{assignment}/{assignment}.ipynb <{target}>`"
+    )
+    released = ROOT / "exercises" / assignment / f"{assignment}.ipynb"
+    assert released.is_file(), f"{released.relative_to(ROOT)} does not exist: run `make release`"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_has_goals_exercises_and_key_points(docname):
+    """Opens with what the reader will be able to do, ends with "Key points"; chapters 1-8
+    have self-check exercises with dropdown solutions (the introduction has nothing to
+    practise yet)."""
+    text = chapter_source(docname)
+    problems = []
+    intro = re.split(r"^## ", text, maxsplit=1, flags=re.M)[0]
+    if not re.search(r"will be able to", intro, re.I):
+        problems.append("no 'what you will be able to do' before the first ## section")
+    if not re.search(r"^#{2,3} Key points\s*$", text, re.M):
+        problems.append('no "## Key points" section')
+    if chapter_number(docname) != "00":
+        if not re.search(r"^(?:```|:::)\{exercise\}", text, re.M):
+            problems.append("no {exercise}")
+        solutions = re.findall(r"^(?:```|:::)\{solution\}[^\n]*\n((?::[^\n]*\n)*)", text, re.M)
+        if any(":class: dropdown" not in options for options in solutions):
+            problems.append("a {solution} without `:class: dropdown`")
+    assert not problems, f"{docname}.md: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_labels_carry_the_chapter_prefix(docname):
+    """Section labels are `(chNN-...)=`; figure names are `fig-...`, unique in the book."""
+    prefix = f"ch{chapter_number(docname)}-"
+    labels = re.findall(r"^\(([^)]+)\)=\s*$", chapter_source(docname), re.M)
+    wrong = [label for label in labels if not label.startswith(prefix)]
+    assert not wrong, f"{docname}.md: labels without the prefix {prefix!r}: {wrong}"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_figure_cells_have_caption_name_and_alt_text(docname):
+    notebook = jupytext.read(ROOT / f"{docname}.md")
+    problems = []
+    for index, cell in enumerate(notebook.cells):
+        mystnb = cell.metadata.get("mystnb", {})
+        if cell.cell_type != "code" or "figure" not in mystnb and "image" not in mystnb:
+            continue
+        figure, image = mystnb.get("figure", {}), mystnb.get("image", {})
+        if not str(figure.get("caption", "")).strip():
+            problems.append(f"cell {index}: no mystnb.figure.caption")
+        if not str(figure.get("name", "")).startswith("fig-"):
+            problems.append(f"cell {index}: mystnb.figure.name should start with 'fig-'")
+        if not str(image.get("alt", "")).strip():
+            problems.append(f"cell {index}: no mystnb.image.alt")
+    assert not problems, f"{docname}.md:\n" + "\n".join(problems)
+
+
+# ------------------------------------------------------------- pair_notebooks.py (fast)
+
+
+def test_pair_notebooks_writes_one_stable_notebook_per_chapter(tmp_path, capsys):
+    pair = load_tool("pair_notebooks")
+    written = pair.pair_all(ROOT, tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{Path(c).name}.ipynb" for c in CHAPTERS)
+    assert sorted(tmp_path.iterdir()) == sorted(written)
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        notebook = nbformat.reads(text, as_version=4)
+        nbformat.validate(notebook)
+        chapter = path.stem
+        assert [cell.id for cell in notebook.cells] == [
+            f"{chapter}-{i:03d}" for i in range(len(notebook.cells))
+        ]
+        assert '"formats"' not in text and "jupytext" not in notebook.metadata
+        assert notebook.metadata.kernelspec.name == "python3"
+        source = jupytext.read(ROOT / "book" / f"{chapter}.md")
+        assert [c.source for c in notebook.cells] == [c.source for c in source.cells]
+
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in written}
+    time.sleep(0.01)
+    capsys.readouterr()
+    again = pair.pair_all(ROOT, tmp_path)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in again} == before
+    assert "wrote" not in capsys.readouterr().out
+
+    stale = tmp_path / "99_removed_chapter.ipynb"
+    stale.write_text("{}")
+    pair.pair_all(ROOT, tmp_path)
+    assert not stale.exists(), "a notebook whose chapter left _toc.yml must be removed"
+
+
+# ------------------------------------------------------------ the forced build (slow)
+
+
+@pytest.fixture(scope="session")
+def book():
+    """One strict, forced build of the whole book per session (see tests/book_build.py)."""
+    if os.environ.get("BOOK_TEST_REUSE") == "1" and (build := previous_build()) is not None:
+        return build
+    return build_book(ROOT, BUILD_DIR)
+
+
+@pytest.fixture(scope="session")
+def html(book):
+    if not (book.html / "index.html").is_file():
+        pytest.fail("the build wrote no HTML:\n" + book.failure_message())
+    return book.html
+
+
+@pytest.mark.slow
+def test_book_builds_strictly_with_forced_execution(book):
+    print(f"forced build of the book: {book.seconds:.0f} s")
+    assert book.returncode == 0, book.failure_message()
+    assert "Validation errors in config" not in book.log, book.failure_message()
+    assert not book.reports(), book.failure_message()
+
+
+@pytest.mark.slow
+def test_every_chapter_was_executed_and_is_offered_as_ipynb(book, html):
+    for docname in CHAPTERS:
+        executed = book.executed / f"{docname}.ipynb"
+        assert executed.is_file(), f"myst-nb wrote no executed notebook for {docname}"
+        page = (html / f"{docname}.html").read_text(encoding="utf-8")
+        link = f"_sources/{docname}.ipynb"
+        assert link in page, f"{docname}.html: the download menu does not offer the .ipynb"
+        offered, ran = (nbformat.read(path, as_version=4) for path in (html / link, executed))
+        assert offered.cells == ran.cells, f"{link} differs from the executed notebook"
+        assert "jupytext" not in offered.metadata and "source_map" not in offered.metadata
+    stats = (html / "book" / "execution_statistics.html").read_text(encoding="utf-8")
+    for docname in CHAPTERS:
+        assert f">{docname}</span>" in stats, f"{docname} missing from the execution table"
+
+
+@pytest.mark.slow
+def test_figures_in_the_executed_chapters_have_caption_and_alt_text(book):
+    """Every image shown comes from a figure cell (caption, alt text), and every figure cell
+    shows an image (an exported MPLBACKEND=Agg once made plt.show() draw nothing)."""
+    problems = []
+    for docname in CHAPTERS:
+        path = book.executed / f"{docname}.ipynb"
+        if not path.is_file():
+            continue  # reported by the previous test
+        notebook = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            shows_image = any(
+                key.startswith("image/") and "scrapbook" not in output.get("metadata", {})
+                for output in cell.get("outputs", [])
+                for key in output.get("data", {})
+            )
+            mystnb = cell.metadata.get("mystnb", {})
+            caption = mystnb.get("figure", {}).get("caption")
+            alt = mystnb.get("image", {}).get("alt")
+            first_line = cell.source.splitlines()[0] if cell.source else ""
+            if shows_image and not (caption and alt):
+                problems.append(f"{docname} cell {index} ({first_line!r}): caption or alt missing")
+            if "figure" in mystnb and not shows_image:
+                problems.append(
+                    f"{docname} cell {index} ({first_line!r}): a figure cell drew nothing"
+                )
+    assert not problems, "\n".join(problems)
+
+
+class _ResourceFinder(HTMLParser):
+    """Collect the URLs a page loads by itself: scripts, images, stylesheets, icons."""
+
+    LOADING_RELS = {"stylesheet", "preload", "modulepreload", "icon", "shortcut", "manifest"}
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        elif tag == "link" and self.LOADING_RELS & set((attrs.get("rel") or "").split()):
+            self.urls.append(attrs.get("href") or "")
+
+
+@pytest.mark.slow
+def test_the_html_references_nothing_outside_the_book(html):
+    """MathJax comes from _static/mathjax/ and no page loads a script or style from the web."""
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    problems = []
+    for page in html_pages(html):
+        text = (html / page).read_text(encoding="utf-8")
+        finder = _ResourceFinder()
+        finder.feed(text)
+        problems += [f"{page}: loads {url}" for url in finder.urls if urlsplit(url).netloc]
+        if 'class="math' in text and not any(
+            url.endswith("_static/mathjax/tex-chtml.js") for url in finder.urls
+        ):
+            problems.append(f"{page}: has math but does not load the local MathJax")
+    assert not problems, "\n".join(problems)
+
+
+# -------------------------------------------------------------- in the browser (slow)
+
+# Run in the page after it loaded: wait for MathJax and the images, then report what is wrong.
+INSPECT_PAGE = """async () => {
+  const mathNodes = [...document.querySelectorAll('.math')];
+  let mathjax = 'none';
+  if (mathNodes.length) {
+    const t0 = Date.now();
+    while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
+      if (Date.now() - t0 > 20000) { mathjax = 'never loaded'; break; }
+      await new Promise(r => setTimeout(r, 50));
+    }
+    if (mathjax !== 'never loaded') { await MathJax.startup.promise; mathjax = 'typeset'; }
+  }
+  const images = [...document.images];
+  images.forEach(img => { img.loading = 'eager'; });
+  await Promise.all(images.map(img => img.complete ? null :
+    new Promise(r => { img.addEventListener('load', r); img.addEventListener('error', r); })));
+  const visible = document.body.cloneNode(true);
+  visible.querySelectorAll('pre, code, script, style, .highlight').forEach(e => e.remove());
+  return {
+    mathjax,
+    math: mathNodes.length,
+    untypeset: mathNodes.filter(e => !e.querySelector('mjx-container'))
+      .map(e => e.textContent.slice(0, 80)),
+    mathErrors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent.slice(0, 80)),
+    rawDollars: (visible.innerText.match(/.{0,40}\\$\\$.{0,40}/g) || []),
+    brokenImages: images.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src),
+    imagesWithoutAlt: [...document.querySelectorAll('article img')]
+      .filter(img => !img.alt.trim()).map(img => img.src),
+  };
+}"""
+
+
+def _launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: install it with `apt-get install chromium`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = _launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def site(html):
+    with serve(html) as base_url:
+        yield base_url
+
+
+def _open(browser, url, outside, problems):
+    """A new page that records console errors, failed local requests, and blocks the web."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def route(route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or parts.hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"exception: {e}"))
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"),
+    )
+    page.goto(url, wait_until="load")
+    return context, page
+
+
+@pytest.fixture(scope="session")
+def browsed(browser, site, html):
+    """Open every page once; record what each one did. {page: dict of findings}."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in html_pages(html):
+        outside, problems = [], []
+        context, page = _open(browser, site + name, outside, problems)
+        try:
+            if re.search(r'http-equiv="refresh"', (html / name).read_text(), re.I):
+                # index.html only redirects to the first chapter: check where it lands.
+                page.wait_for_url(re.compile(r".*/book/.*\.html$"), timeout=10000)
+                page.wait_for_load_state("load")
+            findings = page.evaluate(INSPECT_PAGE)
+            shot = SCREENSHOT_DIR / (name.removesuffix(".html").replace("/", "_") + ".png")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            context.close()
+        results[name] = dict(findings, outside=outside, problems=problems)
+    (SCREENSHOT_DIR / "findings.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _report(browsed, key):
+    return {page: found[key] for page, found in browsed.items() if found[key]}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_pages_have_no_console_errors_or_failed_requests(browsed):
+    assert not _report(browsed, "problems"), json.dumps(_report(browsed, "problems"), indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_no_request_leaves_localhost(browsed):
+    assert not _report(browsed, "outside"), json.dumps(_report(browsed, "outside"), indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_math_is_typeset_by_mathjax(browsed):
+    chapters_with_math = [p for p in browsed if p.startswith("book/0") and browsed[p]["math"]]
+    assert len(chapters_with_math) >= 5, f"suspiciously little math: {chapters_with_math}"
+    problems = {
+        page: {k: found[k] for k in ("mathjax", "untypeset", "mathErrors", "rawDollars")}
+        for page, found in browsed.items()
+        if (found["math"] and found["mathjax"] != "typeset")
+        or found["untypeset"]
+        or found["mathErrors"]
+        or found["rawDollars"]
+    }
+    assert not problems, json.dumps(problems, indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_every_image_loads_and_has_alt_text(browsed):
+    problems = {
+        page: {k: found[k] for k in ("brokenImages", "imagesWithoutAlt")}
+        for page, found in browsed.items()
+        if found["brokenImages"] or found["imagesWithoutAlt"]
+    }
+    assert not problems, json.dumps(problems, indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_search_finds_the_softmax_chapter(browser, site):
+    outside, problems = [], []
+    context, page = _open(browser, site + "search.html?q=softmax", outside, problems)
+    try:
+        page.wait_for_selector("#search-results ul.search li a", timeout=20000)
+        links = page.eval_on_selector_all(
+            "#search-results ul.search li a", "links => links.map(a => a.href)"
+        )
+        page.screenshot(path=str(SCREENSHOT_DIR / "search_softmax.png"), full_page=True)
+    finally:
+        context.close()
+    assert any("06_softmax_regression" in link for link in links), links
+    assert not outside and not problems, (outside, problems)
