@@ -1,0 +1,108 @@
+"""nbgrader configuration of the course (read by `nbgrader`, tools/release.py and tools/grade.py).
+
+Layout, relative to the folder of this file (the course root):
+
+    solutions/<id>/<id>.md      the only files a person edits (jupytext MyST notebooks)
+    solutions/<id>/<id>.ipynb   written by tools/release.py (git-ignored)
+    exercises/<id>/<id>.ipynb   the students' notebooks (committed; `make release`)
+    submitted/<student>/<id>/   what students hand in (git-ignored)
+    autograded/, feedback/      written by `make grade` (git-ignored)
+    gradebook/gradebook.db      nbgrader's SQLite gradebook (git-ignored)
+
+The exchange (nbgrader's multi-user release/collect service) is not used: students download
+the notebook from the book and hand it in by any means; the instructor puts it in submitted/.
+"""
+
+import os
+import re
+
+from nbgrader.preprocessors import ClearHiddenTests
+
+c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+ASSIGNMENTS = [
+    "01_synthetic_data",
+    "02_numerical_stability",
+    "03_forward_pass",
+    "04_gradients",
+    "05_gd_vs_sgd",
+    "06_softmax_regression",
+    "07_backpropagation",
+]
+
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.course_id = "logreg-lessons"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# Text sources (and anything else that is not a notebook) never reach exercises/ or autograded/.
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints",
+    "*.pyc",
+    "__pycache__",
+    "feedback",
+    "*.md",
+    "*.py",
+    "README*",
+]
+os.makedirs(os.path.join(ROOT, "gradebook"), exist_ok=True)  # SQLite does not create folders
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook", "gradebook.db")
+
+# Each cell gets 60 s (every test cell runs in well under a second); a kernel that dies or a
+# cell that hangs fails that submission, and tools/grade.py carries on with the next one.
+c.Execute.timeout = 60
+
+# Release: nbgrader's defaults (clear solutions, hidden tests and outputs, lock cells).
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class ClearHiddenTestsAndTracebacks(ClearHiddenTests):
+    """Remove hidden tests from feedback: their source and every traceback line quoting it.
+
+    nbgrader's ClearHiddenTests removes the hidden region from the cell source only; a failed
+    hidden assertion would still quote that line in the error output's traceback.
+    """
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        hidden, inside = set(), False
+        for line in cell.source.split("\n"):
+            if self.begin_test_delimeter in line or self.end_test_delimeter in line:
+                inside = self.begin_test_delimeter in line
+                hidden.add(line.strip())
+            elif inside and line.strip():
+                hidden.add(line.strip())
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if hidden and cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [
+                        _strip_lines(entry, hidden) for entry in output.get("traceback", [])
+                    ]
+                elif output.get("output_type") == "stream":
+                    output["text"] = _strip_lines(output.get("text", ""), hidden)
+        return cell, resources
+
+
+def _strip_lines(text, hidden):
+    """Drop the lines of ``text`` that quote a hidden line (traceback frames show source)."""
+    kept = []
+    for line in text.split("\n"):
+        plain = _ANSI.sub("", line)
+        # Traceback source lines look like "---> 12     assert ..." or "     13 x = ...".
+        code = re.sub(r"^\s*(-*>)?\s*\d+\s", "", plain).strip()
+        if code and any(code == h or (len(h) > 8 and h in code) for h in hidden):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    ClearHiddenTestsAndTracebacks,
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
