@@ -134,9 +134,9 @@ def check_binary_labels(name, y, n, dtype=None, against="X"):
     _check_label_shape(name, y, n, against)
     if y.is_complex():
         raise ValueError(f"{name} must be a real tensor of 0/1 labels, got {y.dtype}")
-    values = torch.unique(y.detach())
-    bad = values[(values != 0) & (values != 1)]
-    if bad.numel() > 0:
+    y_ = y.detach()
+    if not bool(((y_ == 0) | (y_ == 1)).all()):  # one pass; unique() sorts, so only on error
+        values = torch.unique(y_)
         msg = f"{name} must hold binary labels 0 or 1, got values {_show_values(values)}"
         if bool(((values == -1) | (values == 1)).all()):
             msg += f"; these look like -1/+1 labels: convert with ({name} + 1) / 2"

@@ -55,7 +55,9 @@ def sigmoid(z):
     -----
     With :math:`e = e^{-|z|} \in (0, 1]`: :math:`\sigma(z) = 1 / (1 + e)` for :math:`z \ge 0` and
     :math:`\sigma(z) = e / (1 + e)` for :math:`z < 0`. Both branches only exponentiate a
-    non-positive number (the usual two-branch trick, as in ``scipy.special.expit``).
+    non-positive number (the usual two-branch trick, as in ``scipy.special.expit``). They are
+    merged into one formula, :math:`\sigma(z) = e^{\min(z, 0)} / (1 + e^{-|z|})`, which needs no
+    ``torch.where`` (the branch select cost as much as the arithmetic) and gives the same values.
 
     Examples
     --------
@@ -65,8 +67,8 @@ def sigmoid(z):
     tensor([0.])
     """
     z = as_float_tensor("z", z)
-    e = torch.exp(-torch.abs(z))
-    return torch.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    # Both exponents are <= 0, so neither exp can overflow.
+    return torch.exp(torch.clamp(z, max=0)) / (1 + torch.exp(-torch.abs(z)))
 
 
 def softplus(z):
