@@ -301,13 +301,20 @@ def call_student(fn, *args, banned=(), allow_mutation=False, **kwargs):
         tensor attached to an autograd graph. Exceptions raised by ``fn`` propagate unchanged.
     """
     name = _describe(fn)
-    bans = _bans(banned)
+    # The independent grader (tools/independent.py) binds graded names to proxies whose code
+    # runs in a sandbox: the ban checks happen there and in its static scan, not here.
+    remote = (
+        None if isinstance(fn, types.FunctionType) else getattr(fn, "_logreg_remote_call", None)
+    )
+    bans = [] if remote is not None else _bans(banned)
     found = _static_ban(fn, bans) if bans else None
     if found:
         raise AssertionError(_message(name, found, "calls"))
     inputs = list(args) + list(kwargs.values())
     copies = [(i, a.detach().clone()) for i, a in enumerate(inputs) if isinstance(a, torch.Tensor)]
     calls, undo, sink = [], [], io.StringIO()
+    if remote is not None:
+        fn = _RemoteCall(remote, tuple(banned))
     try:
         _install_recorders(bans, fn, calls, undo)
         with contextlib.ExitStack() as stack:
@@ -347,6 +354,16 @@ def call_student(fn, *args, banned=(), allow_mutation=False, **kwargs):
                     "(x = x.clone()) or use out-of-place operations (x = x - m, not x -= m)"
                 )
     return result
+
+
+class _RemoteCall:
+    """fn(*args, **kwargs) -> remote(args, kwargs, banned): a proxy's call, with its bans."""
+
+    def __init__(self, remote, banned):
+        self.remote, self.banned = remote, banned
+
+    def __call__(self, *args, **kwargs):
+        return self.remote(args, kwargs, banned=self.banned)
 
 
 def _argument_labels(fn, args, kwargs):
