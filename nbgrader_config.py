@@ -48,8 +48,16 @@ c.CourseDirectory.ignore = [
     "*.py",
     "README*",
 ]
-os.makedirs(os.path.join(ROOT, "gradebook"), exist_ok=True)  # SQLite does not create folders
-c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook", "gradebook.db")
+# The gradebook: $LOGREG_GRADEBOOK_URL (any SQLAlchemy URL, e.g. a PostgreSQL database shared by
+# grading machines: postgresql://user:password@host/dbname), else the SQLite file below.
+# postgresql:// means the psycopg2 driver installed with the grader extra (SQLAlchemy 2.1 would
+# pick psycopg 3). tools/gradebook_db.py resolves the same variable for `make grade`.
+if os.environ.get("LOGREG_GRADEBOOK_URL", "").strip():
+    _url = os.environ["LOGREG_GRADEBOOK_URL"].strip()
+    c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", _url)
+else:
+    os.makedirs(os.path.join(ROOT, "gradebook"), exist_ok=True)  # SQLite does not create folders
+    c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook", "gradebook.db")
 
 # Each cell gets 60 s (every test cell runs in well under a second); a kernel that dies or a
 # cell that hangs fails that submission, and tools/grade.py carries on with the next one.

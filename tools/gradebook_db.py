@@ -1,0 +1,161 @@
+"""Where the gradebook lives, and how several grading processes share it safely.
+
+nbgrader keeps every grade in one database, named by an SQLAlchemy URL:
+
+- by default the SQLite file <course root>/gradebook/gradebook.db (one machine);
+- set ``LOGREG_GRADEBOOK_URL`` (e.g. ``postgresql://grader:secret@db.example.org/logreg``) to
+  share one PostgreSQL gradebook between grading workers on one or several machines
+  (``postgresql://`` is read as ``postgresql+psycopg2://``: psycopg2 comes with the ``grader``
+  extra, while SQLAlchemy 2.1 would otherwise look for psycopg 3).
+
+With ``make grade JOBS=N`` the workers hand their results to the main process, which records
+each submission (one short transaction); other processes may still use the gradebook at the
+same time: formgrader, nbgrader's own commands, other grading machines. Every write is short
+(a few rows, no notebook runs inside it), so the only risk is SQLite's default 5 s lock wait,
+which a busy machine can exceed ("database is locked"). Hence, in every grading process:
+
+- SQLite connections wait up to ``BUSY_TIMEOUT_S`` for a lock (``PRAGMA busy_timeout``, set
+  on each new connection by an SQLAlchemy ``connect`` hook, so the URL stays a plain file URL
+  that ``nbgrader db upgrade`` and formgrader understand);
+- the SQLite file is switched to write-ahead logging once (``PRAGMA journal_mode=WAL``,
+  persistent): readers never block the writer and the writer never blocks readers;
+- registering the assignments (``generate_assignment``, which rewrites shared rows) runs under
+  one lock per gradebook: a PostgreSQL advisory lock, or a file lock next to the SQLite file,
+  so several machines can start ``make grade`` at the same moment.
+
+PostgreSQL needs nothing else: each submission writes only its own rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+ENV = "LOGREG_GRADEBOOK_URL"
+BUSY_TIMEOUT_S = 300
+_LOCK_KEY = 0x6C6F67726567  # "logreg": the advisory lock that serialises registration
+_HOOKED = False
+
+
+def url(root: Path) -> str:
+    """The gradebook of the course in ``root``: $LOGREG_GRADEBOOK_URL, else the SQLite file."""
+    configured = os.environ.get(ENV, "").strip()
+    if configured:
+        return url_for(configured)
+    folder = Path(root) / "gradebook"
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite does not create folders
+    return f"sqlite:///{folder / 'gradebook.db'}"
+
+
+def url_for(db_url: str) -> str:
+    """db_url with ``postgresql://`` (or ``postgres://``) made explicit: the psycopg2 driver."""
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", db_url)
+
+
+def is_sqlite(db_url: str) -> bool:
+    return db_url.startswith("sqlite")
+
+
+def redacted(db_url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
+def install_hooks() -> None:
+    """Make every SQLite connection of this process wait for locks (idempotent)."""
+    global _HOOKED
+    if _HOOKED:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _busy_timeout(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+    _HOOKED = True
+
+
+def prepare(db_url: str) -> None:
+    """Check that the gradebook can be reached; put an SQLite file in WAL mode.
+
+    Raises SystemExit with a readable message when the database cannot be opened.
+    """
+    install_hooks()
+    if is_sqlite(db_url):
+        path = _sqlite_path(db_url)
+        if path is None:  # in-memory database: nothing to share
+            return
+        with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as con:
+            con.execute(text("SELECT 1"))
+    except Exception as err:  # noqa: BLE001 - any driver error becomes one clear message
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SystemExit(f"grade: cannot open the gradebook {redacted(db_url)}: {first}") from err
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def exclusive(db_url: str) -> Iterator[None]:
+    """Hold the gradebook's registration lock (one holder across processes and machines)."""
+    if is_sqlite(db_url):
+        path = _sqlite_path(db_url)
+        if path is None:
+            yield
+            return
+        with open(path + ".register-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if not db_url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as con:
+            con.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+            con.commit()
+            try:
+                yield
+            finally:
+                con.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                con.commit()
+    finally:
+        engine.dispose()
+
+
+def nbgrader_api(root: Path):
+    """release.nbgrader_api for ``root``, pointed at this course's gradebook URL."""
+    import release  # tools/release.py (tools/ is on sys.path wherever this module is)
+
+    install_hooks()
+    api = release.nbgrader_api(root, root)
+    api.coursedir.db_url = url(root)
+    return api
+
+
+def _sqlite_path(db_url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    database = make_url(db_url).database
+    return None if database in (None, "", ":memory:") else database
