@@ -61,13 +61,14 @@ def _profile(fn: Callable[[], object], rows: int = 6) -> str:
 def _gd_breakdown(X, y, w, b, lr, number) -> str | None:
     """Seconds of the checks, the arithmetic and the update inside one GD step."""
     try:
-        from logreg_lessons.gradients import _check_binary, _logistic_gradients
+        from logreg_lessons._validation import check_binary_problem
+        from logreg_lessons.gradients import _logistic_gradients
     except ImportError:  # private helpers renamed: the profile above still says enough
         return None
     dw, db = _logistic_gradients(X, y, w, b)
     parts = {
-        "input checks (`_check_binary`: shapes, dtypes, `torch.unique(y)`)": clock(
-            lambda: _check_binary(X, y, w, b), number
+        "input checks (`check_binary_problem`: shapes, dtypes, 0/1 labels)": clock(
+            lambda: check_binary_problem(X, y, w, b), number
         ),
         "gradient arithmetic (`_logistic_gradients`)": clock(
             lambda: _logistic_gradients(X, y, w, b), number

@@ -22,8 +22,11 @@ Helpers (stable names, also used by the gradient, optimiser and network modules)
 - ``check_label_vector(name, y)``: a 1-D vector of non-negative integer values (int64 out).
 - ``check_probabilities(name, p)``: a floating tensor with every entry in [0, 1].
 - ``check_positive_int(name, k)``: a Python int >= 1.
+- ``check_binary_problem``, ``check_softmax_params``, ``check_class_weights``, ``check_rate``,
+  ``check_count``: whole-problem checks shared by the gradient, optimiser and network modules.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -204,4 +207,59 @@ def check_positive_int(name, k):
     """Require a Python (or numpy) integer >= 1."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"{name} must be a positive integer, got {k!r}")
+    return int(k)
+
+
+# Checks of whole problems, shared by gradients, optim, softmax_regression and mlp.
+
+
+def check_binary_problem(X, y, w, b, names=("w", "b")):
+    """Validate a binary problem; returns (X, y as X's dtype, w, b)."""
+    X = check_matrix("X", X)
+    y = check_binary_labels("y", y, X.shape[0], dtype=X.dtype)
+    w = check_vector(names[0], w, length=X.shape[1], what="d", match="X's columns")
+    b = check_scalar(names[1], b, dtype=X.dtype)
+    check_same_dtype(X=X, **{names[0]: w, names[1]: b})
+    return X, y, w, b
+
+
+def check_softmax_params(X, W, b, names=("W", "b")):
+    """Validate the parameters of a softmax model; returns (X, W, b)."""
+    X = check_matrix("X", X)
+    W = check_matrix(names[0], W)
+    if W.shape[0] != X.shape[1]:
+        raise ValueError(
+            f"{names[0]} must have shape (d, C) with d = {X.shape[1]} rows to match X's "
+            f"columns, got {tuple(W.shape)}"
+        )
+    b = check_vector(names[1], b, length=W.shape[1], what="C", match=f"{names[0]}'s columns")
+    check_same_dtype(X=X, **{names[0]: W, names[1]: b})
+    return X, W, b
+
+
+def check_class_weights(class_weights, y, C, dtype):
+    """Validate class weights (C,) and return them (or None)."""
+    if class_weights is None:
+        return None
+    a = check_vector("class_weights", class_weights, length=C, what="C", match="W's columns")
+    if a.dtype != dtype:
+        raise ValueError(f"class_weights must have dtype {dtype} like X, got {a.dtype}")
+    if bool((a < 0).any()) or not bool(torch.isfinite(a).all()):
+        raise ValueError(f"class_weights must be finite and non-negative, got {a.tolist()}")
+    if y.numel() and float(a[y].sum()) <= 0:
+        raise ValueError("class_weights give zero total weight to the classes present in y")
+    return a
+
+
+def check_rate(lr, name="lr"):
+    """A finite learning rate > 0 as a float."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {lr!r}")
+    return float(lr)
+
+
+def check_count(k, name, minimum=0):
+    """An integer >= minimum (a number of steps, epochs, samples...)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {k!r}")
     return int(k)

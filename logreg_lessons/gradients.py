@@ -18,18 +18,13 @@ With class weights the mean becomes a weighted mean, so row ``i`` of ``dZ`` is s
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
 from logreg_lessons._validation import (
-    check_binary_labels,
+    check_binary_problem,
     check_class_labels,
-    check_matrix,
-    check_same_dtype,
-    check_scalar,
-    check_vector,
+    check_class_weights,
+    check_softmax_params,
 )
 from logreg_lessons.stable import sigmoid, softmax
 
@@ -51,7 +46,7 @@ def logistic_gradients(X, y, w, b):
     db : torch.Tensor of shape ()
         ``mean(sigmoid(X w + b) - y)``
     """
-    X, y, w, b = _check_binary(X, y, w, b)
+    X, y, w, b = check_binary_problem(X, y, w, b)
     return _logistic_gradients(X, y, w, b)
 
 
@@ -86,9 +81,9 @@ def softmax_gradients(X, y, W, b, class_weights=None):
     db : torch.Tensor of shape (C,)
         ``dZ`` summed over samples.
     """
-    X, W, b = _check_softmax(X, W, b)
+    X, W, b = check_softmax_params(X, W, b)
     y = check_class_labels("y", y, X.shape[0], num_classes=W.shape[1])
-    class_weights = _check_class_weights(class_weights, y, W.shape[1], X.dtype)
+    class_weights = check_class_weights(class_weights, y, W.shape[1], X.dtype)
     return _softmax_gradients(X, y, W, b, class_weights)
 
 
@@ -106,58 +101,3 @@ def _softmax_gradients(X, y, W, b, class_weights):
     dW = X.T @ dZ
     db = dZ.sum(dim=0)
     return dW, db
-
-
-# Input checks, shared with optim, softmax_regression and mlp (built on _validation).
-
-
-def _check_binary(X, y, w, b, names=("w", "b")):
-    """Validate a binary problem; returns (X, y as X's dtype, w, b)."""
-    X = check_matrix("X", X)
-    y = check_binary_labels("y", y, X.shape[0], dtype=X.dtype)
-    w = check_vector(names[0], w, length=X.shape[1], what="d", match="X's columns")
-    b = check_scalar(names[1], b, dtype=X.dtype)
-    check_same_dtype(X=X, **{names[0]: w, names[1]: b})
-    return X, y, w, b
-
-
-def _check_softmax(X, W, b, names=("W", "b")):
-    """Validate the parameters of a softmax model; returns (X, W, b)."""
-    X = check_matrix("X", X)
-    W = check_matrix(names[0], W)
-    if W.shape[0] != X.shape[1]:
-        raise ValueError(
-            f"{names[0]} must have shape (d, C) with d = {X.shape[1]} rows to match X's "
-            f"columns, got {tuple(W.shape)}"
-        )
-    b = check_vector(names[1], b, length=W.shape[1], what="C", match=f"{names[0]}'s columns")
-    check_same_dtype(X=X, **{names[0]: W, names[1]: b})
-    return X, W, b
-
-
-def _check_class_weights(class_weights, y, C, dtype):
-    """Validate class weights (C,) and return them (or None)."""
-    if class_weights is None:
-        return None
-    a = check_vector("class_weights", class_weights, length=C, what="C", match="W's columns")
-    if a.dtype != dtype:
-        raise ValueError(f"class_weights must have dtype {dtype} like X, got {a.dtype}")
-    if bool((a < 0).any()) or not bool(torch.isfinite(a).all()):
-        raise ValueError(f"class_weights must be finite and non-negative, got {a.tolist()}")
-    if y.numel() and float(a[y].sum()) <= 0:
-        raise ValueError("class_weights give zero total weight to the classes present in y")
-    return a
-
-
-def _check_rate(lr, name="lr"):
-    """A finite learning rate > 0 as a float."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {lr!r}")
-    return float(lr)
-
-
-def _check_count(k, name, minimum=0):
-    """An integer >= minimum (a number of steps, epochs, samples...)."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {k!r}")
-    return int(k)

@@ -23,8 +23,7 @@ import re
 
 import torch
 
-from logreg_lessons._validation import check_class_labels, check_matrix
-from logreg_lessons.gradients import _check_count, _check_rate
+from logreg_lessons._validation import check_class_labels, check_count, check_matrix, check_rate
 from logreg_lessons.losses import cross_entropy
 from logreg_lessons.optim import _progress
 from logreg_lessons.stable import sigmoid, softmax
@@ -49,7 +48,7 @@ def init_mlp(sizes, seed=0, dtype=torch.float64):
     dict
         Keys ``"W1", "b1", ..., "WL", "bL"`` with ``L = len(sizes) - 1``.
     """
-    sizes = [_check_count(s, f"sizes[{i}]", minimum=1) for i, s in enumerate(list(sizes))]
+    sizes = [check_count(s, f"sizes[{i}]", minimum=1) for i, s in enumerate(list(sizes))]
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least 2 widths [d, C], got {sizes}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -162,8 +161,8 @@ def fit_mlp(X, y, sizes, lr, num_steps, seed=0, progress=False, activation="tanh
     if len(sizes) < 2 or sizes[0] != X.shape[1]:
         raise ValueError(f"sizes[0] must equal the number of features {X.shape[1]}, got {sizes}")
     y = check_class_labels("y", y, X.shape[0], num_classes=sizes[-1])
-    lr = _check_rate(lr)
-    num_steps = _check_count(num_steps, "num_steps")
+    lr = check_rate(lr)
+    num_steps = check_count(num_steps, "num_steps")
     params = init_mlp(sizes, seed=seed, dtype=X.dtype)
     history = []
     for _ in _progress(range(num_steps), progress, "mlp"):

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from logreg_lessons._validation import check_matrix
-from logreg_lessons.gradients import _check_binary, _check_count, _check_rate, _logistic_gradients
+from logreg_lessons._validation import check_binary_problem, check_count, check_matrix, check_rate
+from logreg_lessons.gradients import _logistic_gradients
 from logreg_lessons.losses import bce_with_logits
 
 
@@ -63,7 +63,7 @@ def _setup(X, y, w0, b0):
     X = check_matrix("X", X)
     w0 = torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0
     b0 = torch.zeros((), dtype=X.dtype) if b0 is None else b0
-    X, y, w, b = _check_binary(X, y, w0, b0, names=("w0", "b0"))
+    X, y, w, b = check_binary_problem(X, y, w0, b0, names=("w0", "b0"))
     return X, y, w.detach().clone(), b.detach().clone()
 
 
@@ -95,8 +95,8 @@ def gradient_descent(X, y, lr, num_steps, w0=None, b0=None, progress=False) -> F
         ``history[k]`` is the loss before step ``k``; ``epoch_history[k]`` after it.
     """
     X, y, w, b = _setup(X, y, w0, b0)
-    lr = _check_rate(lr)
-    num_steps = _check_count(num_steps, "num_steps")
+    lr = check_rate(lr)
+    num_steps = check_count(num_steps, "num_steps")
     history, epoch_history = [], []
     loss = _loss(X, y, w, b)
     for _ in _progress(range(num_steps), progress, "gradient descent"):
@@ -130,8 +130,8 @@ def minibatches(n, batch_size, generator=None):
     torch.Tensor of shape (batch_size,) or smaller, int64
         Every index in ``range(n)`` appears exactly once per epoch.
     """
-    n = _check_count(n, "n")
-    batch_size = _check_count(batch_size, "batch_size", minimum=1)
+    n = check_count(n, "n")
+    batch_size = check_count(batch_size, "batch_size", minimum=1)
     perm = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):
         yield perm[start : start + batch_size]
@@ -161,9 +161,9 @@ def sgd(X, y, lr, num_epochs, batch_size, seed=0, w0=None, b0=None, progress=Fal
         loss per epoch.
     """
     X, y, w, b = _setup(X, y, w0, b0)
-    lr = _check_rate(lr)
-    num_epochs = _check_count(num_epochs, "num_epochs")
-    batch_size = _check_count(batch_size, "batch_size", minimum=1)
+    lr = check_rate(lr)
+    num_epochs = check_count(num_epochs, "num_epochs")
+    batch_size = check_count(batch_size, "batch_size", minimum=1)
     generator = torch.Generator().manual_seed(int(seed))
     history, epoch_history = [], []
     for _ in _progress(range(num_epochs), progress, "sgd epochs"):

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import torch
 
-from logreg_lessons._validation import check_class_labels, check_matrix
-from logreg_lessons.gradients import (
-    _check_class_weights,
-    _check_count,
-    _check_rate,
-    _check_softmax,
-    _softmax_gradients,
+from logreg_lessons._validation import (
+    check_class_labels,
+    check_class_weights,
+    check_count,
+    check_matrix,
+    check_rate,
+    check_softmax_params,
 )
+from logreg_lessons.gradients import _softmax_gradients
 from logreg_lessons.losses import cross_entropy
 from logreg_lessons.optim import FitResult, _progress
 from logreg_lessons.stable import softmax
@@ -40,7 +41,7 @@ def softmax_logits(X, W, b):
     -------
     torch.Tensor of shape (n, C)
     """
-    X, W, b = _check_softmax(X, W, b)
+    X, W, b = check_softmax_params(X, W, b)
     return X @ W + b
 
 
@@ -84,19 +85,19 @@ def fit_softmax(
         ``w`` holds ``W`` (d, C) and ``b`` holds ``b`` (C,); ``history[k]`` is the loss before
         step ``k`` and ``epoch_history[k]`` the loss after it.
     """
-    num_classes = _check_count(num_classes, "num_classes", minimum=2)
+    num_classes = check_count(num_classes, "num_classes", minimum=2)
     X = check_matrix("X", X)
     y = check_class_labels("y", y, X.shape[0], num_classes=num_classes)
-    lr = _check_rate(lr)
-    num_steps = _check_count(num_steps, "num_steps")
+    lr = check_rate(lr)
+    num_steps = check_count(num_steps, "num_steps")
     shape = (X.shape[1], num_classes)
     W0 = torch.zeros(shape, dtype=X.dtype) if W0 is None else check_matrix("W0", W0)
     if tuple(W0.shape) != shape:
         raise ValueError(f"W0 must have shape (d, C) = {shape}, got {tuple(W0.shape)}")
     b0 = torch.zeros(num_classes, dtype=X.dtype) if b0 is None else b0
-    X, W, b = _check_softmax(X, W0, b0, names=("W0", "b0"))
+    X, W, b = check_softmax_params(X, W0, b0, names=("W0", "b0"))
     W, b = W.detach().clone(), b.detach().clone()
-    class_weights = _check_class_weights(class_weights, y, num_classes, X.dtype)
+    class_weights = check_class_weights(class_weights, y, num_classes, X.dtype)
 
     def loss_at(W, b):
         return float(cross_entropy(X @ W + b, y, class_weights))
