@@ -37,6 +37,7 @@ from book_build import (
     serve,
     toc_docnames,
 )
+from nbgrader_harness import release
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -48,15 +49,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-EXERCISE_IDS = [
-    "01_synthetic_data",
-    "02_numerical_stability",
-    "03_forward_pass",
-    "04_gradients",
-    "05_gd_vs_sgd",
-    "06_softmax_regression",
-    "07_backpropagation",
-]
+EXERCISE_IDS = release.course_assignments(ROOT)  # the ASSIGNMENTS of nbgrader_config.py
 CHAPTERS = chapter_docnames()
 
 

@@ -1,7 +1,5 @@
 """The linear forward pass and the classification metrics (against scikit-learn)."""
 
-import warnings
-
 import numpy as np
 import pytest
 import sklearn.metrics as skm
@@ -22,11 +20,8 @@ from logreg_lessons.metrics import (
 DTYPES = [torch.float16, torch.float32, torch.float64]
 
 
-@pytest.fixture(autouse=True)
-def _warnings_are_errors():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+# Any warning (overflow, invalid value, deprecation) fails the test: stable means silent.
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _problem(n=20, d=3, dtype=torch.float64, seed=0):

@@ -5,7 +5,6 @@ learning from a confidently wrong prediction while the logit loss does not.
 """
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -20,11 +19,8 @@ from logreg_lessons.stable import naive_sigmoid, sigmoid
 DTYPES = [torch.float16, torch.float32, torch.float64]
 
 
-@pytest.fixture(autouse=True)
-def _warnings_are_errors():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+# Any warning (overflow, invalid value, deprecation) fails the test: stable means silent.
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def tol(dtype, ulps=4):
