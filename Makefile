@@ -10,6 +10,8 @@ export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
 ASSIGNMENT ?=
+STUDENT ?=
+FORCE ?=
 JOBS ?= 1
 
 .PHONY: help venv book notebooks test lint format release grade bench lock clean
@@ -56,10 +58,10 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 release: $(STAMP)  ## regenerate exercises/ (students' notebooks) from solutions/
-	$(PY) tools/release.py
+	$(BIN)/logreg-release
 
-grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id to pick one, JOBS=N workers)
-	$(PY) tools/grade.py $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) --jobs $(JOBS)
+grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N workers, FORCE=1)
+	$(BIN)/logreg-grade $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) --jobs $(JOBS)
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py

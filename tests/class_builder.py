@@ -4,7 +4,7 @@ Built with tests/nbgrader_harness.py's helpers. Three students, two assignments 
 four submissions: ``perfect`` hands in the solution of each assignment, ``untouched`` the
 released notebook of the last one, and ``bug-<name>`` the first bug fixture of the first
 assignment (tests/fixtures/bugs_*.py), which fails some tests and passes others.
-``run_grade`` runs tools/grade.py as `make grade` does; ``outcome`` collects everything a run
+``run_grade`` runs logreg-grade as `make grade` does; ``outcome`` collects everything a run
 must reproduce: grades.csv rows, the per-cell scores and totals in the gradebook, and the
 visible text of every feedback file.
 """
@@ -74,7 +74,7 @@ def release_notebook(aid: str, source_nb):
 
 
 def grade_command(root: Path, jobs: int) -> list[str]:
-    return [sys.executable, str(REPO / "tools" / "grade.py"), "--root", str(root)] + [
+    return [str(Path(sys.executable).parent / "logreg-grade"), "--root", str(root)] + [
         "--jobs",
         str(jobs),
     ]
@@ -91,7 +91,7 @@ def grade_env(db_url: str | None = None) -> dict[str, str]:
 
 
 def run_grade(course: Course, jobs: int, db_url: str | None = None, timeout: float = 600):
-    """tools/grade.py --jobs N on the course; sets course.result and course.seconds."""
+    """logreg-grade --jobs N on the course; sets course.result and course.seconds."""
     start = time.perf_counter()
     course.result = subprocess.run(
         grade_command(course.root, jobs),
@@ -189,11 +189,10 @@ def serial_run(tmp_path_factory) -> tuple[Course, dict]:
 def write_load(db_url: str, worker: int, count: int, aid: str) -> int:
     """Record ``count`` fabricated submissions of aid, as a grading process does (run this in
     several processes at once against one gradebook). Returns the number written."""
-    sys.path.insert(0, str(REPO / "tools"))
-    import gradebook_db
+    from logreg_grader import gradebook as gradebook_db
     from nbgrader.api import Gradebook
 
-    gradebook_db.install_hooks()  # what every process of tools/grade.py does
+    gradebook_db.install_hooks()  # what every process of logreg-grade does
     warnings.filterwarnings("ignore", module="nbgrader")  # SQLAlchemy session warnings
     warnings.filterwarnings("ignore", module="sqlalchemy")
     for i in range(count):

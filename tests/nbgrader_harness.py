@@ -1,4 +1,4 @@
-"""Build a throw-away nbgrader course, fill it with submissions and grade it with tools/grade.py.
+"""Build a throw-away nbgrader course, fill it with submissions and grade it with logreg-grade.
 
 Used by tests/test_grading.py. Students of the fixture class:
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import nbformat
 
+from logreg_grader import release
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import release  # noqa: E402
 
 # Extra lines for the ``noisy`` student: a correct sigmoid that warns and prints to stderr.
 NOISY_ASSIGNMENT = "02_numerical_stability"
@@ -140,12 +140,12 @@ class Course:
         self.students.setdefault(student, []).append(aid)
 
     def grade(self, jobs: int = 2, timeout: float = 900) -> Course:
-        """Run tools/grade.py on the course, as `make grade` does."""
+        """Run logreg-grade on the course, as `make grade` does."""
         env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         start = time.perf_counter()
         self.result = subprocess.run(
-            [sys.executable, str(REPO / "tools" / "grade.py"), "--root", str(self.root)]
+            [str(Path(sys.executable).parent / "logreg-grade"), "--root", str(self.root)]
             + ["--jobs", str(jobs)],
             capture_output=True,
             text=True,

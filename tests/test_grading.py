@@ -1,6 +1,6 @@
-"""The autograder end to end: real `nbgrader autograde` through tools/grade.py on a fixture class.
+"""The autograder end to end: logreg-grade on a fixture class, with nbgrader's gradebook.
 
-One session-scoped course is graded once (tools/grade.py --jobs 2, as `make grade` does); every
+One session-scoped course is graded once (logreg-grade --jobs 2, as `make grade` does); every
 test below reads its results: the gradebook's per-cell scores, grades.csv and the feedback HTML.
 Set GRADING_TEST_ASSIGNMENTS=02_numerical_stability,... to grade only some assignments.
 """
@@ -92,17 +92,20 @@ def test_unrunnable_submissions_are_reported_and_do_not_stop_the_batch(course):
     with open(course.root / "grades.csv", newline="", encoding="utf-8") as f:
         rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
     first = AIDS[0]
-    assert rows[("broken", first)]["status"].startswith("failed")
-    assert "JSON" in rows[("broken", first)]["status"]
-    assert rows[("crash", first)]["status"].startswith("failed")
-    assert "Kernel died" in rows[("crash", first)]["status"]
-    assert float(rows[("crash", first)]["score"]) == 0
+    assert rows[("broken", first)]["status"] == "failed: unreadable"
+    assert "not valid JSON" in rows[("broken", first)]["reason"]
+    assert float(rows[("broken", first)]["score"]) == 0
+    # A cell that ends its process costs the tests that need what it defines, nothing more.
+    crash = rows[("crash", first)]
+    assert crash["status"] == "kernel_died", crash
+    assert "ended the student's process (exit status 1)" in crash["reason"]
+    assert 0 < float(crash["score"]) < float(rows[("perfect", first)]["score"])
     assert "broken/" + first in course.result.stdout
     assert "crash/" + first in course.result.stdout
 
 
 def test_feedback_exists_and_never_shows_hidden_tests(course):
-    import grade  # tools/grade.py, on sys.path through the harness
+    from logreg_grader.notebook import Master
 
     for student, aids in course.students.items():
         for aid in aids:
@@ -113,7 +116,9 @@ def test_feedback_exists_and_never_shows_hidden_tests(course):
             text = _text(path)
             assert "HIDDEN TESTS" not in text
             lines = {re.sub(r"^\s*-*>?\s*\d+\s", "", ln).strip() for ln in text.splitlines()}
-            leaked = sorted(grade.hidden_lines(course.root, aid) & lines)
+            master = Master.from_text(aid, (course.root / "solutions" / aid / f"{aid}.ipynb")
+                                      .read_text(encoding="utf-8"))  # fmt: skip
+            leaked = sorted(master.hidden & lines)
             assert leaked == [], f"{path.name} of {student} shows hidden test lines {leaked[:3]}"
 
 

@@ -1,5 +1,5 @@
 """Grader hardening: adversarial submissions (tests/attacks/battery.py) graded end to end by
-tools/grade.py, plus crash-safety, manual-grade keeping and concurrent runs."""
+logreg-grade, plus crash-safety, manual-grade keeping and concurrent runs."""
 
 import csv
 import os
@@ -15,9 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "attacks"))
-sys.path.insert(0, str(REPO / "tools"))
 import battery  # noqa: E402
-import release  # noqa: E402
+
+from logreg_grader import release  # noqa: E402
+from logreg_grader.notebook import Master  # noqa: E402
 
 pytestmark = pytest.mark.slow
 AID = battery.AID
@@ -26,7 +27,7 @@ AID = battery.AID
 def _env():
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(LOGREG_WALL_S="60", LOGREG_CALL_TIMEOUT="10")
+    env.update(LOGREG_CALL_TIMEOUT="10")
     return env
 
 
@@ -39,12 +40,22 @@ def _course(root: Path) -> nbformat.NotebookNode:
 
 
 def _grade(root, *extra, wait=True):
-    cmd = [sys.executable, str(REPO / "tools" / "grade.py"), "--root", str(root), *extra]
+    cmd = [str(Path(sys.executable).parent / "logreg-grade"), "--root", str(root), *extra]
     if not wait:
         return subprocess.Popen(
             cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
         )
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+def _html_text(path):
+    """Visible text of an HTML file: tags removed, entities decoded."""
+    import html
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", text, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def _rows(root):
@@ -82,12 +93,11 @@ def test_attack_gets_exact_score_and_status(battery_run, attack):
 
 
 def test_feedback_never_shows_hidden_tests(battery_run):
-    import grade
-
     root, _, _ = battery_run
-    secret = grade.hidden_lines(root, AID)
+    master = Master.from_text(AID, (root / "solutions" / AID / f"{AID}.ipynb").read_text())
+    secret = master.hidden
     for path in (root / "feedback").rglob("*.html"):
-        text = grade.html_text(path)
+        text = _html_text(path)
         assert "HIDDEN TESTS" not in text
         lines = {ln.strip() for ln in text.splitlines()}
         assert not (secret & lines), path
@@ -104,7 +114,7 @@ def small_course(tmp_path):
 
 
 def test_kill_mid_batch_keeps_grades_written(small_course):
-    proc = _grade(small_course, "--no-nbgrader", wait=False)
+    proc = _grade(small_course, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline:
         csv_path = small_course / "grades.csv"
@@ -128,7 +138,7 @@ def test_kill_mid_batch_keeps_grades_written(small_course):
 def test_force_regrade_keeps_manual_grade_and_concurrent_runs_do_not_corrupt(small_course):
     from nbgrader.api import Gradebook
 
-    first = _grade(small_course, "--no-nbgrader")
+    first = _grade(small_course)
     assert first.returncode == 0, first.stderr[-2000:]
     cfg = release.load_config(small_course, small_course)
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
@@ -137,7 +147,7 @@ def test_force_regrade_keeps_manual_grade_and_concurrent_runs_do_not_corrupt(sma
         assert manual, "the assignment has no written answer"
         manual[0].manual_score = 1.0
         gb.db.commit()
-    procs = [_grade(small_course, "--no-nbgrader", "--force", wait=False) for _ in range(2)]
+    procs = [_grade(small_course, "--force", wait=False) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err.decode()[-2000:]

@@ -3,7 +3,7 @@
 A small class (tests/class_builder.py: 2 assignments, a perfect, an untouched and a buggy
 submission each) is graded twice on separate course roots, with --jobs 1 and --jobs 2, both on
 the default SQLite gradebook. Scores per cell, totals, statuses, grades.csv and feedback must be
-identical, and no worker may hit "database is locked" (tools/gradebook_db.py).
+identical, and no worker may hit "database is locked" (logreg_grader/gradebook.py).
 """
 
 import sqlite3
@@ -13,8 +13,7 @@ import class_builder as cb
 import pytest
 from nbgrader_harness import REPO
 
-sys.path.insert(0, str(REPO / "tools"))
-import gradebook_db  # noqa: E402
+from logreg_grader import gradebook as gradebook_db  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 A real PostgreSQL server (Debian's package, started by tests/pg_server.py as an unprivileged
 user, on 127.0.0.1 and a free port) gets a database owned by an ordinary role. Two "machines"
-(two course roots, each with some of the students' submissions) run tools/grade.py against it
+(two course roots, each with some of the students' submissions) run logreg-grade against it
 through $LOGREG_GRADEBOOK_URL, then four processes write to it at once. Every cell score, total,
 status, grades.csv row and feedback must equal the serial SQLite run of tests/class_builder.py.
 The server is stopped at the end, also when a test fails. Without PostgreSQL the slow tests
@@ -16,8 +16,7 @@ import pg_server
 import pytest
 from nbgrader_harness import REPO
 
-sys.path.insert(0, str(REPO / "tools"))
-import gradebook_db  # noqa: E402
+from logreg_grader import gradebook as gradebook_db  # noqa: E402
 
 # Two machines grade their own students into the one gradebook, A with two workers. They run
 # one after the other: tools/sandbox.py gives slot k the same uid in every grading run on one

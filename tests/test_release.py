@@ -1,4 +1,4 @@
-"""tools/release.py: exercises/ is generated from solutions/, byte for byte, and leaks nothing."""
+"""logreg_grader/release.py: exercises/ is generated from solutions/, byte for byte, and leaks nothing."""
 
 import json
 import subprocess
@@ -9,8 +9,7 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import release  # noqa: E402
+from logreg_grader import release  # noqa: E402
 
 AIDS = [p.stem for p in release.sources(REPO)]
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -19,7 +18,7 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 @pytest.mark.slow
 def test_committed_exercises_equal_a_fresh_release():
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "release.py"), "--check"],
+        [str(Path(sys.executable).parent / "logreg-release"), "--check"],
         capture_output=True,
         text=True,
         timeout=600,

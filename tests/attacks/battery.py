@@ -4,8 +4,12 @@ Each entry: ``name``; how to build the submission from the solution notebook (``
 grade_id -> new solution-cell source; ``edit``: grade_id -> new test-cell source; ``delete`` /
 ``duplicate``: grade_ids; ``raw``: the notebook file's text instead; ``filename``: another
 notebook name; ``no_notebook``; ``extra_files``: name -> content next to the notebook); and the
-expected ``score`` (autograded points, out of 12) and ``status`` (grades.csv; for failures the
-code after "failed: ").
+expected ``score`` (autograded points, out of 12) and ``status`` (the grades.csv column).
+
+What a submission does to its own process (patching torch or the check helpers, returning
+objects that claim to equal anything) cannot change its grade: the tests run in the grader.
+What it cannot reach (the gradebook, the solutions, the network) it cannot use. A fault costs
+the tests of the function that caused it, and the status says which fault.
 """
 
 from pathlib import Path
@@ -33,26 +37,26 @@ ATTACKS = [
             "def sigmoid(z):\n    while True:\n        try:\n            pass\n"
             "        except BaseException:\n            pass\n"
         ),
-        score=0.0,
-        status="failed: timeout",
+        score=FULL - SIGMOID_POINTS,
+        status="timeout",
     ),
     dict(
         name="os_exit",
         replace=_sig("import os\n\nos._exit(3)\n"),
-        score=0.0,
-        status="failed: kernel_died",
+        score=FULL - SIGMOID_POINTS,
+        status="kernel_died",
     ),  # fmt: skip
     dict(
         name="segfault",
         replace=_sig("import ctypes\n\nctypes.string_at(0)\n"),
-        score=0.0,
-        status="failed: kernel_died",
+        score=FULL - SIGMOID_POINTS,
+        status="kernel_died",
     ),  # fmt: skip
     dict(
         name="memory_bomb",
         replace=_sig("def sigmoid(z):\n    hog = bytearray(8 * 1024**3)\n    return z\n"),
-        score=0.0,
-        status="failed: memory",
+        score=FULL - SIGMOID_POINTS,
+        status="memory",
     ),
     dict(
         name="output_flood",
@@ -112,7 +116,7 @@ ATTACKS = [
             "def sigmoid(z):\n    return z * 0\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="ok",
     ),
     dict(
         name="patch_numpy",
@@ -121,16 +125,16 @@ ATTACKS = [
             "np.allclose = lambda *a, **k: True\n\ndef sigmoid(z):\n    return z * 0\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="ok",
     ),
     dict(  # the helpers are patched in the student's own process only: no effect on the grade
         name="patch_check_helpers",
         replace=_sig(
-            "import logreg_lessons.grading as G\n\nG.assert_tensor = lambda *a, **k: None\n"
+            "import logreg_grader.check as G\n\nG.assert_tensor = lambda *a, **k: None\n"
             "G.call_student = lambda fn, *a, **k: None\n\ndef sigmoid(z):\n    return z * 0\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="ok",
     ),
     dict(
         name="equal_to_anything",
@@ -161,8 +165,8 @@ ATTACKS = [
             "try:\n    LEAK = open('gradebook/gradebook.db', 'rb').read(100)\n"
             "except OSError:\n    LEAK = b''\n\n" + GOOD_SIGMOID
         ),
-        score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        score=FULL,
+        status="ok",
     ),
     dict(
         name="read_solutions",
@@ -170,8 +174,8 @@ ATTACKS = [
             "from pathlib import Path\n\nfor _p in Path('/').glob('**/solutions/*/*.md'):\n"
             "    exec(_p.read_text())\n\n" + GOOD_SIGMOID
         ),
-        score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        score=FULL,
+        status="ok",
     ),
     # Routes the static scan does not flag: only the sandbox stops them. If the secret can be
     # read (or the network reached), sigmoid returns zeros and the score drops.
@@ -222,7 +226,7 @@ ATTACKS = [
             "def sigmoid(z):\n    return z * 0\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="ok",
     ),
     dict(
         name="kill_the_grader",
@@ -231,7 +235,7 @@ ATTACKS = [
             "    except OSError:\n        pass\n    return z * 0\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="ok",
     ),
     dict(
         name="shadowing_modules",
@@ -247,7 +251,7 @@ ATTACKS = [
         name="banned_via_getattr",
         replace=_sig("def sigmoid(z):\n    return getattr(torch, 'sig' + 'moid')(z)\n"),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="banned_operation",
     ),
     dict(
         name="banned_via_importlib",
@@ -256,19 +260,19 @@ ATTACKS = [
             "def sigmoid(z):\n    return _t.special.expit(z)\n"
         ),
         score=FULL - SIGMOID_POINTS,
-        status="tampering_suspected",
+        status="banned_operation",
     ),
     dict(
         name="banned_via_alias",
         replace=_sig("from torch import sigmoid as s\n\ndef sigmoid(z):\n    return s(z)\n"),
         score=FULL - SIGMOID_POINTS,
-        status="banned_reference",
+        status="banned_operation",
     ),
     dict(
         name="banned_direct",
         replace=_sig("def sigmoid(z):\n    return torch.sigmoid(z)\n"),
         score=FULL - SIGMOID_POINTS,
-        status="banned_reference",
+        status="banned_operation",
     ),
 ]
 

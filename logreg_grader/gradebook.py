@@ -146,7 +146,7 @@ def exclusive(db_url: str) -> Iterator[None]:
 
 def nbgrader_api(root: Path):
     """release.nbgrader_api for ``root``, pointed at this course's gradebook URL."""
-    import release  # tools/release.py (tools/ is on sys.path wherever this module is)
+    from logreg_grader import release
 
     install_hooks()
     api = release.nbgrader_api(root, root)
@@ -159,3 +159,114 @@ def _sqlite_path(db_url: str) -> str | None:
 
     database = make_url(db_url).database
     return None if database in (None, "", ":memory:") else database
+
+
+# --- the grader's own tables (next to nbgrader's, in the same database) ---------------------
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS logreg_grader_status ("
+    " assignment VARCHAR(128) NOT NULL, student VARCHAR(128) NOT NULL,"
+    " status VARCHAR(64) NOT NULL, reason TEXT, master_hash VARCHAR(64),"
+    " submission_hash VARCHAR(64), graded_at VARCHAR(40), seconds FLOAT,"
+    " PRIMARY KEY (assignment, student))",
+    "CREATE TABLE IF NOT EXISTS logreg_grader_master ("
+    " assignment VARCHAR(128) PRIMARY KEY, hash VARCHAR(64) NOT NULL)",
+)
+
+
+def ensure_tables(gb) -> None:
+    """Create the status and registration tables if this gradebook has none yet."""
+    from sqlalchemy import text
+
+    for ddl in _DDL:
+        gb.db.execute(text(ddl))
+    gb.db.commit()
+
+
+def registered_hash(gb, assignment: str) -> str | None:
+    from sqlalchemy import text
+
+    row = gb.db.execute(
+        text("SELECT hash FROM logreg_grader_master WHERE assignment = :a"), {"a": assignment}
+    ).first()
+    return row[0] if row else None
+
+
+def set_registered(gb, assignment: str, digest: str) -> None:
+    from sqlalchemy import text
+
+    gb.db.execute(
+        text(
+            "INSERT INTO logreg_grader_master (assignment, hash) VALUES (:a, :h) "
+            "ON CONFLICT (assignment) DO UPDATE SET hash = excluded.hash"
+        ),
+        {"a": assignment, "h": digest},
+    )
+    gb.db.commit()
+
+
+def statuses(gb) -> dict[tuple[str, str], dict]:
+    """(assignment, student) -> the grader's status row."""
+    from sqlalchemy import text
+
+    rows = gb.db.execute(
+        text(
+            "SELECT assignment, student, status, reason, master_hash,"
+            " submission_hash, graded_at, seconds FROM logreg_grader_status"
+        )
+    )
+    keys = ("status", "reason", "master_hash", "submission_hash", "graded_at", "seconds")
+    return {(r[0], r[1]): dict(zip(keys, r[2:], strict=True)) for r in rows}
+
+
+def record(gb, graded) -> None:
+    """Write one graded submission (scores, timestamp, status) in one transaction.
+
+    Manual grades of written answers are kept; a written answer without one still needs
+    manual grading.
+    """
+    import datetime
+
+    from nbgrader.api import MissingEntry, Student
+    from nbgrader.utils import parse_utc
+    from sqlalchemy import text
+
+    aid, student = graded.assignment, graded.student
+    if gb.db.query(Student).filter(Student.id == student).first() is None:
+        gb.db.add(Student(id=student))
+        gb.db.flush()
+    try:
+        sub = gb.find_submission(aid, student)
+    except MissingEntry:
+        sub = gb.add_submission(aid, student)
+    sub.timestamp = parse_utc(graded.timestamp) if graded.timestamp else None
+    scores = {t.grade_id: t.score for t in graded.tests}
+    for nb in sub.notebooks:
+        for g in nb.grades:
+            if g.cell.cell_type == "code":
+                g.auto_score = float(scores.get(g.name, 0.0))
+                g.needs_manual_grade = False
+            else:
+                g.needs_manual_grade = g.manual_score is None
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    gb.db.execute(
+        text(
+            "INSERT INTO logreg_grader_status (assignment, student, status, reason, master_hash,"
+            " submission_hash, graded_at, seconds) VALUES (:a, :s, :st, :r, :mh, :sh, :g, :sec)"
+            " ON CONFLICT (assignment, student) DO UPDATE SET status = excluded.status,"
+            " reason = excluded.reason, master_hash = excluded.master_hash,"
+            " submission_hash = excluded.submission_hash, graded_at = excluded.graded_at,"
+            " seconds = excluded.seconds"
+        ),
+        {
+            "a": aid,
+            "s": student,
+            "st": graded.status.value,
+            "r": graded.reason,
+            "mh": graded.master_hash,
+            "sh": graded.submission_hash,
+            "g": now,
+            "sec": float(graded.seconds),
+        },
+    )
+    gb.db.commit()

@@ -1,4 +1,5 @@
-"""Unit tests of logreg_lessons.grading, the helpers every exercise test cell calls."""
+"""Unit tests of logreg_grader.check, the API every exercise test cell calls (run locally, as in
+a student's own kernel: the same recorder and the same verdicts as under the grader)."""
 
 import sys
 import warnings
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch import sigmoid as _aliased_sigmoid
 
-from logreg_lessons.grading import assert_gradient, assert_scalar, assert_tensor, call_student
+from logreg_grader.check import assert_gradient, assert_scalar, assert_tensor, call_student
 
 NO_SIGMOID = (
     "torch.sigmoid",
@@ -115,21 +116,14 @@ def test_correct_function_runs_and_returns_its_result():
 
 
 @pytest.mark.parametrize(
-    "fn, banned_name",
-    [
-        (uses_direct, "torch.sigmoid"),
-        (uses_alias, "torch.sigmoid"),
-        (uses_method, "torch.Tensor.sigmoid"),
-        (uses_local_import, "torch.nn.functional.sigmoid"),
-        (uses_helper, "torch.special.expit"),
-        (uses_nested, "torch.sigmoid"),
-    ],
+    "fn", [uses_direct, uses_alias, uses_method, uses_local_import, uses_helper, uses_nested]
 )
-def test_banned_use_found_in_the_code(fn, banned_name):
+def test_every_route_to_the_banned_kernel_is_the_same_observation(fn):
+    """Whatever name the code used, what ran was aten::sigmoid: one verdict, one message."""
     msg = _message(fn, Z, banned=NO_SIGMOID)
     assert msg == (
-        f"{fn.__name__} calls {banned_name}, which this exercise asks you to implement "
-        "yourself: no points for this test"
+        f"{fn.__name__} called torch.sigmoid (it ran the operator aten::sigmoid), which this "
+        "exercise asks you to implement yourself: no points for this test"
     )
 
 
@@ -150,7 +144,7 @@ def test_library_function_banned_by_its_public_name():
 
 
 def test_class_methods_are_scanned():
-    assert "Scaler calls torch.sigmoid" in _message(Scaler, banned=NO_SIGMOID)
+    assert Scaler() is not None  # constructing it runs nothing banned
     scaler = Scaler()
     assert "torch.sigmoid" in _message(scaler.fit, Z[:, None], banned=NO_SIGMOID)
 
@@ -274,18 +268,15 @@ def test_assert_gradient_passes_and_reports_the_diagnosis():
     assert str(info.value).startswith("dx") and "sign" in str(info.value)
 
 
-def test_banned_names_of_modules_not_imported_are_found_by_name():
+def test_banned_library_code_is_found_by_what_ran_even_if_imported_inside():
+    """The student imports scikit-learn inside the function: its code objects ran."""
+
     def uses_sklearn(X):
         from sklearn.datasets import make_blobs
 
         return make_blobs(n_samples=4)
 
     banned = ("sklearn.datasets.make_blobs",)
-    was_imported = "sklearn" in sys.modules
-    if not was_imported:
-        msg = _message(uses_sklearn, None, banned=banned)
-        assert msg.startswith("uses_sklearn calls sklearn.datasets.make_blobs")
-        assert "sklearn" not in sys.modules  # checking did not import it
-    import sklearn.datasets  # noqa: F401  (now resolvable: caught by identity)
-
-    assert "sklearn.datasets.make_blobs" in _message(uses_sklearn, None, banned=banned)
+    msg = _message(uses_sklearn, None, banned=banned)
+    assert msg.startswith("uses_sklearn called sklearn.datasets.make_blobs (it ran make_blobs)")
+    assert "implement yourself" in msg

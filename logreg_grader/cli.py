@@ -1,0 +1,451 @@
+"""Console entry points: ``logreg-grade`` (``make grade``) and ``logreg-release``.
+
+``logreg-grade`` grades submitted/<student>/<id>/<id>.ipynb:
+
+1. refuses to start, saying why, if student code cannot be sandboxed here (not root, no
+   namespaces, a path the sandbox cannot expose);
+2. registers each assignment in the gradebook only when its master notebook changed (the
+   master's SHA-256 is kept in the gradebook);
+3. grades every new or changed submission (``--force``: all) on N workers, each with its own
+   warm fork server; the main process is the one writer: it records each result in one
+   transaction as it arrives, with its autograded notebook (formgrader shows it autograded)
+   and its feedback page;
+4. writes grades.csv, the score plots and the summary once, at the end.
+
+Ctrl-C or SIGTERM stops every worker and student process, keeps what was recorded, and
+prints one line. Exit status: 0; 1 if a feedback page would show a hidden test; 2 for bad
+arguments or when grading cannot start; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+
+from logreg_grader import release, sandbox
+from logreg_grader.course import Course
+from logreg_grader.status import Graded, Status
+
+MAX_NOTEBOOK = 50 * 1024**2
+
+
+# --- reading a submission (main process; never follows a link) -----------------------------
+
+
+def read_submission(course: Course, student: str, aid: str) -> tuple[bytes | None, Graded]:
+    """(notebook bytes or None, a Graded carrying the failure status if it cannot be read)."""
+    graded = Graded(aid, student)
+    folder = course.submitted(student, aid)
+    for path in (course.root / "submitted", folder.parent, folder):
+        if path.is_symlink():
+            graded.status = Status.SYMLINK
+            graded.reasons.append(f"{path.relative_to(course.root)} is a symbolic link: refused")
+            return None, graded
+    path = course.submission(student, aid)
+    if not os.path.lexists(path):
+        others = sorted(p.name for p in folder.glob("*.ipynb"))
+        graded.status = Status.MISSING_NOTEBOOK
+        found = f" (found {', '.join(others)}: rename it to {aid}.ipynb)" if others else ""
+        graded.reasons.append(f"no {aid}.ipynb in the submission{found}")
+        return None, graded
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        graded.status = Status.SYMLINK
+        graded.reasons.append(f"{aid}.ipynb is a symbolic link: refused, never followed")
+        return None, graded
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            graded.status = Status.SYMLINK
+            graded.reasons.append(f"{aid}.ipynb is not a plain file (a hard link?): refused")
+            return None, graded
+        if info.st_size > MAX_NOTEBOOK:
+            graded.status = Status.UNREADABLE
+            graded.reasons.append("the notebook is larger than 50 MB")
+            return None, graded
+        data = f.read()
+    graded.timestamp = course.timestamp(student, aid, info.st_mtime)
+    graded.submission_hash = hashlib.sha256(data).hexdigest()
+    return data, graded
+
+
+def parse_notebook(data: bytes, graded: Graded) -> dict | None:
+    """The notebook as a dict, or None with status ``unreadable`` and the reason."""
+    import nbformat
+
+    try:
+        nb = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        graded.status = Status.UNREADABLE
+        graded.reasons.append(f"the notebook is not valid JSON: {str(err)[:200]}")
+        return None
+    try:
+        if not isinstance(nb, dict):
+            raise ValueError("the top level is not an object")
+        node = nbformat.from_dict(nb)
+        if nb.get("nbformat") != 4:
+            raise ValueError(f"nbformat {nb.get('nbformat')!r}, expected 4")
+        nbformat.validate(node)
+    except Exception as err:  # noqa: BLE001 - every kind of invalid notebook
+        graded.status = Status.UNREADABLE
+        graded.reasons.append(f"not a valid Jupyter notebook: {str(err).splitlines()[0][:200]}")
+        return None
+    return nb
+
+
+# --- a worker: one fork server, the masters, one sandbox uid --------------------------------
+
+
+class Worker:
+    """Grades submissions one at a time with its own fork server and sandbox uid."""
+
+    def __init__(self, masters: dict[str, str], uid: int, call_timeout: float):
+        from logreg_grader.notebook import Master
+        from logreg_grader.remote import ForkServer
+
+        self.server = ForkServer()  # started first: it imports in parallel with the masters
+        self.masters = {aid: Master.from_text(aid, text) for aid, text in masters.items()}
+        self.uid, self.call_timeout = uid, call_timeout
+        sandbox.kill_uid(uid)
+
+    def grade(self, aid: str, student: str, data: bytes, graded: dict) -> dict:
+        from logreg_grader import feedback, runner
+        from logreg_grader.remote import Session
+
+        start = time.perf_counter()
+        g = Graded.from_dict(graded)
+        master = self.masters[aid]
+        g.master_hash = master.hash
+        nb = parse_notebook(data, g)
+        if nb is not None:
+            session = Session(self.server, self.uid, sandbox.Limits(), self.call_timeout)
+            try:
+                runner.grade(master, nb, session, g)
+            finally:
+                session.close()
+        if not g.tests and g.status.failed:
+            from logreg_grader.status import TestResult
+
+            g.tests = [
+                TestResult(t.grade_id, t.points, 0.0, "not run: " + g.reason)
+                for t in master.tests.values()
+            ]
+        g.settle()
+        g.seconds = time.perf_counter() - start
+        g.feedback = feedback.page(g, master)
+        return g.to_dict()
+
+    def close(self):
+        self.server.close()
+
+
+_WORKER: Worker | None = None
+
+
+def _init_worker(masters, uids, call_timeout):
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
+    _WORKER = Worker(masters, uids.get(), call_timeout)
+
+
+def _grade_in_worker(aid, student, data, graded):
+    return _WORKER.grade(aid, student, data, graded)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_term(signum, frame):
+    raise KeyboardInterrupt
+
+
+def discover(course: Course, assignments: list[str], student: str | None):
+    """(assignment, student) pairs to grade, and problems to report."""
+    todo, problems = [], []
+    base = course.root / "submitted"
+    if not base.is_dir():
+        return todo, problems
+    for sdir in sorted(base.iterdir()):
+        if student and sdir.name != student:
+            continue
+        if not sdir.is_dir() or sdir.is_symlink():
+            if sdir.suffix == ".ipynb" or sdir.is_symlink():
+                problems.append(f"submitted/{sdir.name}: not a student folder (ignored)")
+            continue
+        for sub in sorted(sdir.iterdir()):
+            if sub.is_dir() and sub.name in assignments:
+                todo.append((sub.name, sdir.name))
+            elif sub.suffix == ".ipynb":
+                problems.append(
+                    f"submitted/{sdir.name}/{sub.name}: a notebook outside an "
+                    "assignment folder (ignored; put it in <id>/<id>.ipynb)"
+                )
+            elif sub.is_dir() and not course.source(sub.name).exists():
+                problems.append(f"submitted/{sdir.name}/{sub.name}: unknown assignment")
+    return todo, problems
+
+
+def register(course: Course, assignments: list[str]) -> dict[str, str]:
+    """Write each master notebook and register it in the gradebook when it changed."""
+    import tempfile
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from logreg_grader import gradebook
+
+    masters = {}
+    for aid in assignments:
+        nb = release.source_notebook(course.source(aid))
+        text = release.notebook_text(nb)
+        release.write_if_changed(course.master(aid), text)
+        masters[aid] = text
+    url = gradebook.url(course.root)
+    gradebook.prepare(url)
+    with gradebook.exclusive(url):
+        with Gradebook(url, "logreg-lessons") as gb:
+            gradebook.ensure_tables(gb)
+            stale = []
+            for aid, text in masters.items():
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                try:
+                    gb.find_assignment(aid)
+                    known = True
+                except MissingEntry:
+                    known = False
+                if not known or gradebook.registered_hash(gb, aid) != digest:
+                    stale.append((aid, digest))
+        if stale:
+            api = gradebook.nbgrader_api(course.root)
+            with tempfile.TemporaryDirectory(prefix="logreg-register-") as scratch:
+                api.coursedir.release_directory = scratch  # exercises/ stays untouched
+                for aid, _ in stale:
+                    result = api.generate_assignment(aid, force=True, create=True)
+                    if not result["success"]:
+                        raise SystemExit(f"grade: cannot register {aid}:\n{result['log']}")
+            with Gradebook(url, "logreg-lessons") as gb:
+                for aid, digest in stale:
+                    gradebook.set_registered(gb, aid, digest)
+    return masters
+
+
+def _quiet() -> None:
+    """Hide the SQLAlchemy session warnings nbgrader 0.9 triggers on every write."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="nbgrader")
+    warnings.filterwarnings("ignore", module="sqlalchemy")
+
+
+def run(args) -> int:
+    from nbgrader.api import Gradebook
+
+    _quiet()
+    from logreg_grader import gradebook, report
+
+    course = Course(args.root.resolve())
+    try:
+        available = course.assignments(args.assignment)
+    except release.SourceError as err:
+        print(f"grade: {err}", file=sys.stderr)
+        return 2
+    try:
+        sandbox.preflight()
+        sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
+    except sandbox.SandboxUnavailable as err:
+        print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+        return 2
+    release.prepare_environment()
+    course.make_private()
+    base_uid = sandbox.lease_uid_block()
+    todo, problems = discover(course, available, args.student)
+    with course.lock():
+        masters = register(course, sorted({a for a, _ in todo}) or available)
+        url = gradebook.url(course.root)
+        with Gradebook(url, "logreg-lessons") as gb:
+            done_before = gradebook.statuses(gb)
+        tasks, results = [], []
+        for aid, student in todo:
+            data, graded = read_submission(course, student, aid)
+            prev = done_before.get((aid, student))
+            digest = hashlib.sha256(masters[aid].encode()).hexdigest()
+            if (
+                not args.force
+                and data is not None
+                and prev
+                and prev["submission_hash"] == graded.submission_hash
+                and prev["master_hash"] == digest
+            ):
+                continue
+            tasks.append((aid, student, data, graded))
+        interrupted = False
+        old = signal.signal(signal.SIGTERM, _on_term)
+        try:
+            with Gradebook(url, "logreg-lessons") as gb:
+                for graded in _grade_all(args, masters, tasks, base_uid):
+                    _store(course, gb, graded)
+                    results.append(graded)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            for slot in range(sandbox.BLOCK_SIZE):
+                with contextlib.suppress(Exception):
+                    sandbox.kill_uid(base_uid + slot)
+        if interrupted:
+            print(
+                f"grade: interrupted: {len(results)} of {len(tasks)} submissions graded and "
+                "kept; run it again to grade the rest",
+                file=sys.stderr,
+            )
+            return 130
+        rows = report.export(course)
+        print(report.summary(course, rows, results, problems, len(todo) - len(tasks)))
+    return 0
+
+
+def _grade_all(args, masters, tasks, base_uid):
+    """Yield each Graded as soon as it is done (in-process for one job, else a pool)."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(tasks), desc="grading", unit="submission", file=sys.stderr, disable=not tasks
+    )
+    try:
+        failed_early = [t for t in tasks if t[2] is None]
+        for *_, graded in failed_early:
+            yield _finish_failed(masters, graded)
+            bar.update()
+        runnable = [t for t in tasks if t[2] is not None]
+        if not runnable:
+            return
+        if args.jobs == 1:
+            worker = Worker(masters, base_uid, args.call_timeout)
+            try:
+                for aid, student, data, graded in runnable:
+                    yield Graded.from_dict(worker.grade(aid, student, data, graded.to_dict()))
+                    bar.update()
+            finally:
+                worker.close()
+            return
+        yield from _pool(args, masters, runnable, base_uid, bar)
+    finally:
+        bar.close()
+
+
+def _pool(args, masters, runnable, base_uid, bar):
+    ctx = multiprocessing.get_context("spawn")
+    attempts = {(t[0], t[1]): 0 for t in runnable}
+    pending = list(runnable)
+    while pending:
+        uids = ctx.Queue()
+        for slot in range(args.jobs):
+            uids.put(base_uid + slot)
+        pool = cf.ProcessPoolExecutor(
+            args.jobs,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(masters, uids, args.call_timeout),
+        )
+        futures = {
+            pool.submit(_grade_in_worker, a, s, d, g.to_dict()): (a, s, d, g)
+            for a, s, d, g in pending
+        }
+        pending = []
+        try:
+            for future in cf.as_completed(futures):
+                task = futures[future]
+                try:
+                    yield Graded.from_dict(future.result())
+                    bar.update()
+                except cf.process.BrokenProcessPool:
+                    attempts[task[:2]] += 1
+                    if attempts[task[:2]] >= 2:
+                        graded = task[3]
+                        graded.status = Status.WORKER_DIED
+                        graded.reasons.append("its grading worker died twice while grading it")
+                        yield _finish_failed(masters, graded)
+                        bar.update()
+                    else:
+                        pending.append(task)
+        finally:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish_failed(masters, graded: Graded) -> Graded:
+    from logreg_grader import feedback
+    from logreg_grader.notebook import Master
+    from logreg_grader.status import TestResult
+
+    master = Master.from_text(graded.assignment, masters[graded.assignment])
+    graded.master_hash = master.hash
+    graded.tests = [
+        TestResult(t.grade_id, t.points, 0.0, "not run: " + graded.reason)
+        for t in master.tests.values()
+    ]
+    graded.feedback = feedback.page(graded, master)
+    return graded
+
+
+def _store(course: Course, gb, graded: Graded) -> None:
+    """Record one result: gradebook row (one transaction), autograded notebook, feedback."""
+    from logreg_grader import gradebook
+
+    gradebook.record(gb, graded)
+    if graded.autograded:
+        course.write_private(
+            course.autograded(graded.student, graded.assignment), graded.autograded
+        )
+        if graded.timestamp:
+            stamp = course.autograded(graded.student, graded.assignment).parent / "timestamp.txt"
+            course.write_private(stamp, graded.timestamp)
+    if graded.feedback:
+        course.write_private(course.feedback(graded.student, graded.assignment), graded.feedback)
+
+
+def grade_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="logreg-grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assignment", help="grade one assignment id (default: all)")
+    parser.add_argument("--student", help="grade one student only")
+    parser.add_argument("--jobs", type=int, default=1, help="workers grading in parallel")
+    parser.add_argument("--root", type=Path, default=release.ROOT, help="course root")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="regrade unchanged submissions too (manual grades are kept)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=float,
+        default=float(os.environ.get("LOGREG_CALL_TIMEOUT", 30)),
+        help="seconds one call of a student's function may take",
+    )
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    return run(args)
+
+
+def release_main(argv=None) -> int:
+    return release.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(grade_main())

@@ -1,0 +1,99 @@
+"""The warm fork server: imports the heavy stack once, forks one sandboxed child per request.
+
+A grading worker starts it **by exec** (``python -m logreg_grader.forkserver FD``, a fresh
+interpreter: nothing of the worker's memory, environment or open files is inherited but the
+control socket ``FD``). It imports torch, NumPy, Matplotlib and the course library, then
+waits. It never runs a torch operator (forking after that is unsafe), never sees a master
+notebook or a hidden test, and holds no secret: a child forked from it has nothing to find.
+
+Control requests (JSON, one per SOCK_SEQPACKET message) from the worker:
+
+- ``{"op": "fork", "uid": U, "limits": {...}}`` with one socket passed alongside (SCM_RIGHTS):
+  fork a child that enters the sandbox as uid U and serves the student's cells on that
+  socket (:func:`logreg_grader.child.main`); reply ``{"pid": P}``;
+- ``{"op": "wait", "pid": P}``: reap the child; reply its exit status or signal;
+- end of file (the worker is gone): exit. The parent-death signal also ends it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+
+
+def _preload():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401 - its font cache is built once, here
+    import numpy  # noqa: F401
+    import torch
+
+    # cpuinfo reads /proc and /sys, which the sandbox does not have: initialise it here, once
+    # (it is plain detection, no operator and no thread pool).
+    torch.backends.cpu.get_cpu_capability()
+
+    import logreg_grader.check  # noqa: F401
+    import logreg_grader.child  # noqa: F401
+    import logreg_lessons  # noqa: F401
+
+
+def serve(ctl: socket.socket) -> None:
+    from logreg_grader import sandbox
+    from logreg_grader.check import watched_dirs
+    from logreg_grader.child import main as child_main
+
+    exposure = sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
+    watched = watched_dirs()
+    ctl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
+        except (ConnectionError, OSError):
+            return
+        if not data:
+            return
+        req = json.loads(data)
+        if req.get("op") == "fork" and fds:
+            pid = os.fork()
+            if pid == 0:
+                ctl.close()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                child = socket.socket(fileno=fds[0])
+                limits = sandbox.Limits(**req.get("limits", {}))
+                child_main(child, int(req["uid"]), limits, exposure, watched)
+                os._exit(0)
+            for fd in fds:
+                os.close(fd)
+            ctl.send(json.dumps({"pid": pid}).encode())
+        elif req.get("op") == "wait":
+            try:
+                _, status = os.waitpid(int(req["pid"]), 0)
+                reply = {"exit": os.waitstatus_to_exitcode(status)}
+            except ChildProcessError:
+                reply = {"exit": None}
+            ctl.send(json.dumps(reply).encode())
+        else:
+            for fd in fds:
+                os.close(fd)
+            ctl.send(json.dumps({"error": f"unknown request {req.get('op')!r}"}).encode())
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ctl = socket.socket(fileno=int(argv[0]))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when this ends
+    _preload()
+    serve(ctl)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
