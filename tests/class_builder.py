@@ -189,8 +189,9 @@ def serial_run(tmp_path_factory) -> tuple[Course, dict]:
 def write_load(db_url: str, worker: int, count: int, aid: str) -> int:
     """Record ``count`` fabricated submissions of aid, as a grading process does (run this in
     several processes at once against one gradebook). Returns the number written."""
-    from logreg_grader import gradebook as gradebook_db
     from nbgrader.api import Gradebook
+
+    from logreg_grader import gradebook as gradebook_db
 
     gradebook_db.install_hooks()  # what every process of logreg-grade does
     warnings.filterwarnings("ignore", module="nbgrader")  # SQLAlchemy session warnings

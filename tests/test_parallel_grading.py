@@ -7,11 +7,9 @@ identical, and no worker may hit "database is locked" (logreg_grader/gradebook.p
 """
 
 import sqlite3
-import sys
 
 import class_builder as cb
 import pytest
-from nbgrader_harness import REPO
 
 from logreg_grader import gradebook as gradebook_db  # noqa: E402
 

@@ -9,8 +9,6 @@ The server is stopped at the end, also when a test fails. Without PostgreSQL the
 skip (and fail when CI=true).
 """
 
-import sys
-
 import class_builder as cb
 import pg_server
 import pytest

@@ -1,4 +1,4 @@
-"""logreg_grader/release.py: exercises/ is generated from solutions/, byte for byte, and leaks nothing."""
+"""logreg-release: exercises/ is generated from solutions/, byte for byte, and leaks nothing."""
 
 import json
 import subprocess
