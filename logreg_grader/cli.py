@@ -146,8 +146,36 @@ class Worker:
         g.feedback = feedback.page(g, master)
         return g.to_dict()
 
+    def probe(self, root: Path) -> None:
+        """Run a self-test in a sandboxed child; SandboxUnavailable says what failed."""
+        from logreg_grader.remote import Session
+
+        session = Session(self.server, self.uid, sandbox.Limits(), self.call_timeout)
+        try:
+            reply = session.execute("sandbox self-test", PROBE.format(root=str(root)), 60)
+        finally:
+            session.close()
+        if not reply.get("ok"):
+            raise sandbox.SandboxUnavailable(
+                f"the sandbox self-test failed: {reply.get('ename')}: {reply.get('evalue')}"
+            )
+
     def close(self):
         self.server.close()
+
+
+# What a sandboxed child must be able to do, and must not (run once before grading).
+PROBE = """
+import fractions, os, socket, tqdm  # the standard library and the venv, imported lazily
+assert os.getuid() >= 61000, "the student's code would run as uid %d" % os.getuid()
+assert not os.path.exists({root!r}), "the course folder would be visible"
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=1)
+    raise AssertionError("the network would be reachable")
+except OSError:
+    pass
+open("/tmp/probe", "w").write("x")
+"""
 
 
 _WORKER: Worker | None = None
@@ -275,6 +303,17 @@ def run(args) -> int:
     todo, problems = discover(course, available, args.student)
     with course.lock():
         masters = register(course, sorted({a for a, _ in todo}) or available)
+        # The sandbox is tested before anything is graded (jobs=1 then grades with it).
+        try:
+            probe = Worker(masters, base_uid + sandbox.BLOCK_SIZE - 1, args.call_timeout)
+            probe.probe(course.root)
+        except sandbox.SandboxUnavailable as err:
+            print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+            return 2
+        if args.jobs == 1:
+            args.worker = probe
+        else:
+            probe.close()
         url = gradebook.url(course.root)
         with Gradebook(url, "logreg-lessons") as gb:
             done_before = gradebook.statuses(gb)
@@ -303,6 +342,8 @@ def run(args) -> int:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, old)
+            if getattr(args, "worker", None) is not None:
+                args.worker.close()
             for slot in range(sandbox.BLOCK_SIZE):
                 with contextlib.suppress(Exception):
                     sandbox.kill_uid(base_uid + slot)
@@ -334,7 +375,7 @@ def _grade_all(args, masters, tasks, base_uid):
         if not runnable:
             return
         if args.jobs == 1:
-            worker = Worker(masters, base_uid, args.call_timeout)
+            worker = args.worker
             try:
                 for aid, student, data, graded in runnable:
                     yield Graded.from_dict(worker.grade(aid, student, data, graded.to_dict()))

@@ -49,6 +49,8 @@ PRIORITY = (
 class TestResult:
     """One autograded test cell."""
 
+    __test__ = False  # not a pytest test class
+
     grade_id: str
     points: float
     score: float

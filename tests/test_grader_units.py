@@ -1,0 +1,322 @@
+"""Fast unit tests of the grader's parts: codec, recorder and bans, notebook markers, course
+layout, status, and the sandbox itself (one fork server for the module; seconds, no notebooks)."""
+
+import json
+import math
+import socket
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from logreg_grader import bans, codec, sandbox
+from logreg_grader import notebook as nbm
+from logreg_grader.course import Course
+from logreg_grader.recorder import Recorder
+from logreg_grader.status import Graded, Status, TestResult
+
+# --- codec ----------------------------------------------------------------------------------
+
+
+def _roundtrip(value):
+    handles = []
+
+    def out(obj):
+        handles.append(obj)
+        return {"__h__": len(handles)}
+
+    def back(d):
+        return handles[d["__h__"] - 1] if "__h__" in d else d
+
+    return codec.decode(json.loads(json.dumps(codec.encode(value, out))), back)
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.bool]
+)
+def test_tensors_cross_bit_for_bit(dtype):
+    t = (torch.randn(3, 4) * 100).to(dtype)
+    got = _roundtrip(t)
+    assert got.dtype == dtype and got.shape == t.shape and torch.equal(got, t)
+
+
+def test_containers_numbers_and_special_values_cross():
+    g = torch.Generator().manual_seed(3)
+    value = {"a": (1, 2.5, None, "s"), "b": [float("inf"), -0.0], "dt": torch.float32, "g": g}
+    got = _roundtrip(value)
+    assert got["a"] == (1, 2.5, None, "s") and math.isinf(got["b"][0])
+    assert got["dt"] is torch.float32
+    assert torch.equal(got["g"].get_state(), g.get_state())
+
+
+def test_a_tensor_subclass_crosses_as_plain_data():
+    class Liar(torch.Tensor):
+        def __eq__(self, other):
+            return True
+
+    got = _roundtrip(torch.zeros(2).as_subclass(Liar))
+    assert type(got) is torch.Tensor
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"__t__": "float64", "shape": [3], "b64": ""}, "size does not match"),
+        ({"__t__": "object", "shape": [1], "b64": ""}, "dtype"),
+        ({"__t__": "float32", "shape": [-1], "b64": ""}, "shape"),
+        ({"__dtype__": "evil"}, "dtype"),
+        ({"__dict__": [[{"__iter__": []}, 1]]}, "unhashable"),
+        ({"nonsense": 1}, "unexpected"),
+    ],
+)
+def test_malformed_values_are_protocol_errors(bad, match):
+    def table(d):
+        raise codec.ProtocolError("unexpected value")
+
+    with pytest.raises(codec.ProtocolError, match=match):
+        codec.decode(bad, table)
+
+
+def test_framing_rejects_oversized_and_non_json_messages():
+    a, b = socket.socketpair()
+    a.sendall(b"\x7f\xff\xff\xff")
+    with pytest.raises(codec.ProtocolError, match="bytes"):
+        codec.recv(b, time.monotonic() + 1)
+    a.sendall(b"\x00\x00\x00\x03abc")
+    with pytest.raises(codec.ProtocolError, match="not JSON"):
+        codec.recv(b, time.monotonic() + 1)
+    with pytest.raises(TimeoutError):
+        codec.recv(b, time.monotonic() + 0.05)
+
+
+# --- recorder and bans ----------------------------------------------------------------------
+
+X = torch.randn(4, 3, dtype=torch.float64)
+Y = torch.tensor([0, 1, 2, 1])
+# One real call for every entry of bans.OPERATORS: the table is checked against torch itself.
+CALLS = {
+    "sigmoid": lambda: torch.sigmoid(X),
+    "expit": lambda: torch.special.expit(X),
+    "Sigmoid": lambda: torch.nn.Sigmoid()(X),
+    "logit": lambda: torch.logit(torch.rand(3, dtype=torch.float64)),
+    "log_sigmoid": lambda: F.logsigmoid(X),
+    "logsigmoid": lambda: F.logsigmoid(X),
+    "softplus": lambda: F.softplus(X),
+    "logsumexp": lambda: X.logsumexp(1),
+    "logaddexp": lambda: torch.logaddexp(X, X),
+    "logaddexp2": lambda: torch.logaddexp2(X, X),
+    "softmax": lambda: torch.special.softmax(X, 1),
+    "Softmax": lambda: torch.nn.Softmax(1)(X),
+    "log_softmax": lambda: F.log_softmax(X, 1),
+    "LogSoftmax": lambda: torch.nn.LogSoftmax(1)(X),
+    "nll_loss": lambda: F.nll_loss(X, Y),
+    "NLLLoss": lambda: torch.nn.NLLLoss()(X, Y),
+    "cross_entropy": lambda: F.cross_entropy(X, Y),
+    "CrossEntropyLoss": lambda: torch.nn.CrossEntropyLoss()(X, Y),
+    "binary_cross_entropy": lambda: F.binary_cross_entropy(torch.rand(3), torch.ones(3)),
+    "BCELoss": lambda: torch.nn.BCELoss()(torch.rand(3), torch.ones(3)),
+    "binary_cross_entropy_with_logits": lambda: torch.binary_cross_entropy_with_logits(
+        X, torch.ones_like(X)
+    ),
+    "BCEWithLogitsLoss": lambda: torch.nn.BCEWithLogitsLoss()(X, torch.ones_like(X)),
+    "relu": lambda: X.relu(),
+    "ReLU": lambda: torch.nn.ReLU()(X),
+    "tanh": lambda: X.clone().tanh_(),
+    "Tanh": lambda: torch.nn.Tanh()(X),
+}
+
+
+def test_every_operator_table_entry_has_a_real_call():
+    assert set(CALLS) == set(bans.OPERATORS)
+
+
+@pytest.mark.parametrize("name", sorted(bans.OPERATORS))
+def test_operator_table_matches_what_torch_runs(name):
+    with Recorder() as rec:
+        CALLS[name]()
+    assert rec.obs.ops & bans.OPERATORS[name], (name, rec.obs.ops)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        lambda z: torch.sigmoid(z),
+        lambda z: z.clone().sigmoid_(),
+        lambda z: torch.ops.aten.sigmoid(z),
+        lambda z: torch._C._VariableFunctions.sigmoid(z),
+        lambda z: getattr(torch, "sig" + "moid")(z),
+        lambda z: list(map(torch.sigmoid, [z]))[0],
+    ],
+)
+def test_every_route_to_a_kernel_is_observed(route):
+    with Recorder() as rec:
+        route(X)
+    with pytest.raises(bans.BannedOperation, match="aten::sigmoid"):
+        bans.judge(rec.obs, ("torch.sigmoid",), "f")
+
+
+def test_an_honest_stable_sigmoid_is_not_a_banned_one():
+    with Recorder() as rec:
+        e = torch.exp(-X.abs())
+        torch.where(X >= 0, 1 / (1 + e), e / (1 + e))
+    bans.judge(rec.obs, ("torch.sigmoid", "torch.special.expit", "logreg_lessons.sigmoid"), "f")
+
+
+def test_library_code_is_observed_by_code_object_not_name():
+    import logreg_lessons
+    from logreg_grader.check import watched_dirs
+
+    home = dict(vars(__import__(logreg_lessons.sigmoid.__module__, fromlist=["x"])))
+    home["__name__"] = "__main__"  # as if the student had copied it into their notebook
+    copied = type(logreg_lessons.sigmoid)(logreg_lessons.sigmoid.__code__, home)
+    with Recorder(watched_dirs()) as rec:
+        copied(X)
+    with pytest.raises(bans.BannedOperation, match="logreg_lessons.sigmoid"):
+        bans.judge(rec.obs, ("logreg_lessons.sigmoid",), "f")
+
+
+@pytest.mark.parametrize(
+    "switch_off",
+    [
+        lambda: __import__("sys").setprofile(None),
+        lambda: torch._C._DisableTorchDispatch().__enter__(),
+    ],
+)
+def test_switching_the_recorder_off_is_observed(switch_off):
+    with Recorder() as rec:
+        switch_off()
+        torch.sigmoid(X)
+    assert rec.obs.tampering
+    with pytest.raises(bans.BannedOperation) as info:
+        bans.judge(rec.obs, (), "f")
+    assert info.value.kind == "tampering"
+    assert torch._C._len_torch_dispatch_stack() == 0  # and everything is back afterwards
+
+
+def test_autograd_is_observed_as_a_backward_pass():
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with Recorder() as rec:
+        (X @ w).sum().backward()
+    with pytest.raises(bans.BannedOperation, match="backward pass"):
+        bans.judge(rec.obs, (bans.AUTOGRAD,), "f")
+
+
+def test_unknown_ban_names_are_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="add its operators"):
+        bans.ban("torch.not_a_kernel")
+    with pytest.raises(ValueError, match="dotted name"):
+        bans.ban("sigmoid")
+    with pytest.raises(ValueError, match="does not exist"):
+        bans.ban("logreg_lessons.no_such_function")
+
+
+# --- notebook markers, course layout, status ------------------------------------------------
+
+TEST_CELL = '''"""sigmoid is right."""
+assert sigmoid(0) == 0.5
+### BEGIN HIDDEN TESTS
+assert sigmoid(1000.0) == 1.0  # a hidden line
+### END HIDDEN TESTS
+'''
+
+
+def test_markers_are_read_in_one_place():
+    assert nbm.visible(TEST_CELL) == '"""sigmoid is right."""\nassert sigmoid(0) == 0.5'
+    assert nbm.hidden_lines(TEST_CELL) == ["assert sigmoid(1000.0) == 1.0  # a hidden line"]
+    assert nbm.docstring(TEST_CELL) == "sigmoid is right."
+    src = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+    assert nbm.stub(src) == "def f():\n    " + nbm.STUB + "\n"
+    assert nbm.referenced_names(TEST_CELL) >= {"sigmoid"}
+
+
+def test_master_knows_tests_hidden_lines_and_default_bans():
+    cells = [
+        {"cell_type": "code", "source": "def sigmoid(z):\n    ### BEGIN SOLUTION\n    return z\n"
+         "    ### END SOLUTION\n", "metadata": {"nbgrader": {"grade_id": "sigmoid",
+                                                            "solution": True}}},
+        {"cell_type": "code", "source": TEST_CELL.replace("sigmoid(0)", "call_student(sigmoid, "
+         "0, banned=('torch.sigmoid',))"), "metadata": {"nbgrader": {
+             "grade_id": "t", "grade": True, "points": 2}}},
+    ]  # fmt: skip
+    m = nbm.Master.from_text("a", json.dumps({"cells": cells}))
+    assert set(m.tests) == {"t"} and m.tests["t"].points == 2
+    assert m.graded_names == {"sigmoid"}
+    assert m.default_bans == {"sigmoid": ("torch.sigmoid",)}
+    assert m.strip_hidden("ok\nassert sigmoid(1000.0) == 1.0  # a hidden line") == "ok"
+
+
+def test_course_builds_every_path(tmp_path):
+    c = Course(tmp_path)
+    assert c.submission("ann", "02") == tmp_path / "submitted/ann/02/02.ipynb"
+    assert c.autograded("ann", "02") == tmp_path / "autograded/ann/02/02.ipynb"
+    assert c.feedback("ann", "02") == tmp_path / "feedback/ann/02/02.html"
+    c.make_private()
+    assert (tmp_path / "feedback").stat().st_mode & 0o777 == 0o700
+    c.submitted("ann", "02").mkdir(parents=True)
+    stamp = c.timestamp("ann", "02", 0.0)
+    assert stamp.startswith("1970-01-01 00:00:00")
+    assert (c.submitted("ann", "02") / "timestamp.txt").read_text() == stamp
+
+
+def test_status_is_chosen_by_priority():
+    g = Graded("a", "s", tests=[TestResult("t1", 1, 0, kind="timeout"),
+                                TestResult("t2", 1, 0, kind="banned_operation")])  # fmt: skip
+    g.settle()
+    assert g.status is Status.BANNED_OPERATION and g.score == 0 and g.max_score == 2
+    assert Graded.from_dict(g.to_dict()) == g
+    assert Status.SYMLINK.failed and not Status.TIMEOUT.failed
+
+
+# --- the sandbox ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session():
+    from logreg_grader.remote import ForkServer, Session
+
+    server = ForkServer()
+    s = Session(server, sandbox.lease_uid_block() + 7, sandbox.Limits(), call_timeout=5)
+    yield s
+    s.close()
+    server.close()
+
+
+def _run(session, source):
+    reply = session.execute("t", source, 30)
+    assert reply.get("ok"), reply
+    return reply["stdout"]
+
+
+def test_sandbox_sees_only_what_it_needs(session):
+    import logreg_lessons
+
+    out = _run(session, "import os\nprint(sorted(os.listdir('/')), os.getuid(), os.getcwd())")
+    top, uid, cwd = out.rsplit(" ", 2)
+    assert set(eval(top)) <= {"bin", "dev", "etc", "lib", "lib64", "submission", "tmp", "usr",
+                              "root", "work", "home", "opt"}  # fmt: skip
+    assert int(uid) >= sandbox.UID_BASE and cwd.strip() == sandbox.WORKDIR
+    repo = str(Course(__import__("pathlib").Path(logreg_lessons.__file__).parents[1]).root)
+    out = _run(session, f"import os\nprint(os.path.exists({repo + '/README.md'!r}), "
+                        "os.path.exists('/proc/1'), os.path.exists('/etc/passwd'))")  # fmt: skip
+    assert out.split() == ["False", "False", "False"]
+
+
+def test_sandbox_has_no_network_and_cannot_write_outside_its_tmpfs(session):
+    reply = session.execute(
+        "t", "import socket\nsocket.create_connection(('127.0.0.1', 22), 1)", 30
+    )
+    assert not reply["ok"] and reply["ename"] in ("OSError", "ConnectionRefusedError")
+    reply = session.execute("t", "open('/usr/evil', 'w')", 30)
+    assert not reply["ok"] and reply["ename"] in ("OSError", "PermissionError")
+
+
+def test_a_hang_costs_one_call_and_the_process_comes_back(session):
+    from logreg_grader.remote import SandboxLost
+
+    _run(session, "def hang():\n    while True:\n        pass\n\ndef ok():\n    return 42\n")
+    names = session.lookup({"hang", "ok"})
+    with pytest.raises(SandboxLost) as info:
+        names["hang"]()
+    assert info.value.kind == "timeout"
+    assert session.lookup({"ok"})["ok"]() == 42  # replayed after the restart
