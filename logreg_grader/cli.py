@@ -32,9 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-from logreg_grader import release, sandbox
-from logreg_grader.course import Course
-from logreg_grader.status import Graded, Status
+# jsonschema (imported by nbformat, which nbgrader imports) loads rfc3987-syntax when it is
+# installed, which builds 38 lark grammars at import: seconds in every grading process, for a
+# URI format check that no notebook schema uses. Without it jsonschema skips that one format.
+sys.modules.setdefault("rfc3987_syntax", None)
+os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+
+from logreg_grader import release, sandbox  # noqa: E402
+from logreg_grader.course import Course  # noqa: E402
+from logreg_grader.status import Graded, Status  # noqa: E402
 
 MAX_NOTEBOOK = 50 * 1024**2
 
@@ -110,14 +116,20 @@ def parse_notebook(data: bytes, graded: Graded) -> dict | None:
 class Worker:
     """Grades submissions one at a time with its own fork server and sandbox uid."""
 
-    def __init__(self, masters: dict[str, str], uid: int, call_timeout: float):
-        from logreg_grader.notebook import Master
+    def __init__(self, masters: dict[str, str] | None, uid: int, call_timeout: float):
         from logreg_grader.remote import ForkServer
 
-        self.server = ForkServer()  # started first: it imports in parallel with the masters
-        self.masters = {aid: Master.from_text(aid, text) for aid, text in masters.items()}
+        self.server = ForkServer()  # it imports torch while this process does its own work
+        self.masters = {}
         self.uid, self.call_timeout = uid, call_timeout
         sandbox.kill_uid(uid)
+        if masters:
+            self.load(masters)
+
+    def load(self, masters: dict[str, str]) -> None:
+        from logreg_grader.notebook import Master
+
+        self.masters = {aid: Master.from_text(aid, text) for aid, text in masters.items()}
 
     def grade(self, aid: str, student: str, data: bytes, graded: dict) -> dict:
         from logreg_grader import feedback, runner
@@ -229,46 +241,53 @@ def discover(course: Course, assignments: list[str], student: str | None):
 
 
 def register(course: Course, assignments: list[str]) -> dict[str, str]:
-    """Write each master notebook and register it in the gradebook when it changed."""
+    """The master notebook of each assignment, registered in the gradebook when it changed.
+
+    A master is rebuilt from its MyST source (jupytext) only when the source changed, and
+    registered (nbgrader generate_assignment, seconds) only when the master changed: both
+    hashes are kept in the gradebook, so a run over unchanged assignments costs a query.
+    """
     import tempfile
 
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
     from logreg_grader import gradebook
 
-    masters = {}
-    for aid in assignments:
-        nb = release.source_notebook(course.source(aid))
-        text = release.notebook_text(nb)
-        release.write_if_changed(course.master(aid), text)
-        masters[aid] = text
     url = gradebook.url(course.root)
     gradebook.prepare(url)
     with gradebook.exclusive(url):
         with Gradebook(url, "logreg-lessons") as gb:
             gradebook.ensure_tables(gb)
-            stale = []
-            for aid, text in masters.items():
-                digest = hashlib.sha256(text.encode()).hexdigest()
-                try:
-                    gb.find_assignment(aid)
-                    known = True
-                except MissingEntry:
-                    known = False
-                if not known or gradebook.registered_hash(gb, aid) != digest:
-                    stale.append((aid, digest))
+            known = gradebook.registered(gb)
+            names = {a.name for a in gb.assignments}
+        masters, stale = {}, []
+        for aid in assignments:
+            source_digest = _sha(course.source(aid).read_bytes())
+            digest, old_source = known.get(aid, (None, None))
+            path = course.master(aid)
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            if not (old_source == source_digest and text and _sha(text.encode()) == digest):
+                text = release.notebook_text(release.source_notebook(course.source(aid)))
+                release.write_if_changed(path, text)
+            masters[aid] = text
+            if aid not in names or known.get(aid) != (_sha(text.encode()), source_digest):
+                stale.append((aid, _sha(text.encode()), source_digest))
         if stale:
             api = gradebook.nbgrader_api(course.root)
             with tempfile.TemporaryDirectory(prefix="logreg-register-") as scratch:
                 api.coursedir.release_directory = scratch  # exercises/ stays untouched
-                for aid, _ in stale:
+                for aid, *_ in stale:
                     result = api.generate_assignment(aid, force=True, create=True)
                     if not result["success"]:
                         raise SystemExit(f"grade: cannot register {aid}:\n{result['log']}")
             with Gradebook(url, "logreg-lessons") as gb:
-                for aid, digest in stale:
-                    gradebook.set_registered(gb, aid, digest)
+                for aid, digest, source_digest in stale:
+                    gradebook.set_registered(gb, aid, digest, source_digest)
     return masters
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _quiet() -> None:
@@ -279,7 +298,11 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", module="sqlalchemy")
 
 
+_T0 = time.perf_counter()  # when this module was imported: the process's start, nearly
+
+
 def run(args) -> int:
+    t = {"startup": time.perf_counter() - _T0}
     from nbgrader.api import Gradebook
 
     _quiet()
@@ -300,16 +323,21 @@ def run(args) -> int:
     release.prepare_environment()
     course.make_private()
     base_uid = sandbox.lease_uid_block()
+    # Started now, so that its imports overlap with the registration below.
+    probe = Worker(None, base_uid + sandbox.BLOCK_SIZE - 1, args.call_timeout)
     todo, problems = discover(course, available, args.student)
     with course.lock():
+        start = time.perf_counter()
         masters = register(course, sorted({a for a, _ in todo}) or available)
+        t["register"] = time.perf_counter() - start
+        probe.load(masters)
         # The sandbox is tested before anything is graded (jobs=1 then grades with it).
         try:
-            probe = Worker(masters, base_uid + sandbox.BLOCK_SIZE - 1, args.call_timeout)
             probe.probe(course.root)
         except sandbox.SandboxUnavailable as err:
             print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
             return 2
+        t["sandbox_ready"] = time.perf_counter() - _T0
         if args.jobs == 1:
             args.worker = probe
         else:
@@ -333,11 +361,15 @@ def run(args) -> int:
             tasks.append((aid, student, data, graded))
         interrupted = False
         old = signal.signal(signal.SIGTERM, _on_term)
+        start, t["store"] = time.perf_counter(), 0.0
         try:
             with Gradebook(url, "logreg-lessons") as gb:
                 for graded in _grade_all(args, masters, tasks, base_uid):
+                    stored = time.perf_counter()
                     _store(course, gb, graded)
+                    t["store"] += time.perf_counter() - stored
                     results.append(graded)
+            t["grading"] = time.perf_counter() - start
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -354,8 +386,14 @@ def run(args) -> int:
                 file=sys.stderr,
             )
             return 130
+        start = time.perf_counter()
         rows = report.export(course)
         print(report.summary(course, rows, results, problems, len(todo) - len(tasks)))
+        t["export"] = time.perf_counter() - start
+    if args.timings:
+        t["total"] = time.perf_counter() - _T0
+        t["per_submission"] = {f"{g.assignment}/{g.student}": g.seconds for g in results}
+        args.timings.write_text(json.dumps(t, indent=1, sort_keys=True), encoding="utf-8")
     return 0
 
 
@@ -478,6 +516,7 @@ def grade_main(argv=None) -> int:
         default=float(os.environ.get("LOGREG_CALL_TIMEOUT", 30)),
         help="seconds one call of a student's function may take",
     )
+    parser.add_argument("--timings", type=Path, help="write where the time went (JSON) here")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")

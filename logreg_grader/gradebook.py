@@ -170,7 +170,7 @@ _DDL = (
     " submission_hash VARCHAR(64), graded_at VARCHAR(40), seconds FLOAT,"
     " PRIMARY KEY (assignment, student))",
     "CREATE TABLE IF NOT EXISTS logreg_grader_master ("
-    " assignment VARCHAR(128) PRIMARY KEY, hash VARCHAR(64) NOT NULL)",
+    " assignment VARCHAR(128) PRIMARY KEY, hash VARCHAR(64) NOT NULL, source_hash VARCHAR(64))",
 )
 
 
@@ -181,26 +181,32 @@ def ensure_tables(gb) -> None:
     for ddl in _DDL:
         gb.db.execute(text(ddl))
     gb.db.commit()
+    try:  # a gradebook from before the source hash was kept
+        gb.db.execute(text("SELECT source_hash FROM logreg_grader_master WHERE 1 = 0"))
+    except Exception:  # noqa: BLE001 - the column is missing: add it
+        gb.db.rollback()
+        gb.db.execute(text("ALTER TABLE logreg_grader_master ADD COLUMN source_hash VARCHAR(64)"))
+        gb.db.commit()
 
 
-def registered_hash(gb, assignment: str) -> str | None:
+def registered(gb) -> dict[str, tuple[str, str]]:
+    """assignment -> (master notebook hash, MyST source hash) as last registered."""
     from sqlalchemy import text
 
-    row = gb.db.execute(
-        text("SELECT hash FROM logreg_grader_master WHERE assignment = :a"), {"a": assignment}
-    ).first()
-    return row[0] if row else None
+    rows = gb.db.execute(text("SELECT assignment, hash, source_hash FROM logreg_grader_master"))
+    return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def set_registered(gb, assignment: str, digest: str) -> None:
+def set_registered(gb, assignment: str, digest: str, source_digest: str) -> None:
     from sqlalchemy import text
 
     gb.db.execute(
         text(
-            "INSERT INTO logreg_grader_master (assignment, hash) VALUES (:a, :h) "
-            "ON CONFLICT (assignment) DO UPDATE SET hash = excluded.hash"
+            "INSERT INTO logreg_grader_master (assignment, hash, source_hash) VALUES (:a, :h, :s)"
+            " ON CONFLICT (assignment) DO UPDATE SET hash = excluded.hash,"
+            " source_hash = excluded.source_hash"
         ),
-        {"a": assignment, "h": digest},
+        {"a": assignment, "h": digest, "s": source_digest},
     )
     gb.db.commit()
 

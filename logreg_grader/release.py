@@ -30,9 +30,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jupytext
-import nbformat
-
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = (
     "BEGIN SOLUTION",
@@ -75,8 +72,10 @@ def _has_formats(obj) -> bool:
     return False
 
 
-def source_notebook(md_path: Path) -> nbformat.NotebookNode:
+def source_notebook(md_path: Path):
     """Read a MyST source, complete its nbgrader metadata and check the conventions."""
+    import jupytext
+
     aid = md_path.stem
     nb = jupytext.read(md_path)
     where = md_path.as_posix()
@@ -134,6 +133,8 @@ def source_notebook(md_path: Path) -> nbformat.NotebookNode:
 
 def notebook_text(nb) -> str:
     """Deterministic ipynb text (sorted keys, one-space indent, final newline)."""
+    import nbformat
+
     return nbformat.writes(nb, version=4).rstrip("\n") + "\n"
 
 
@@ -156,6 +157,8 @@ def _secrets(nb) -> tuple[set[str], set[str]]:
 
 def check_release(text: str, source_nb, name: str) -> None:
     """Fail if the released notebook leaks a marker, a secret line or jupytext metadata."""
+    import nbformat
+
     problems = [f"marker {m!r}" for m in MARKERS if m in text]
     if '"formats"' in text or '"jupytext"' in text:
         problems.append("jupytext metadata")
@@ -199,8 +202,10 @@ def nbgrader_api(course_root: Path, config_dir: Path = ROOT):
     return api
 
 
-def generate(nbs: dict[str, nbformat.NotebookNode], config_dir: Path = ROOT) -> dict[str, str]:
+def generate(nbs: dict, config_dir: Path = ROOT) -> dict[str, str]:
     """Run nbgrader generate_assignment in a scratch course; return {id: release text}."""
+    import nbformat
+
     out = {}
     with tempfile.TemporaryDirectory(prefix="release-") as tmp:
         course = Path(tmp)

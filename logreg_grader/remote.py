@@ -58,6 +58,7 @@ class ForkServer:
     """A running :mod:`logreg_grader.forkserver` (one per grading worker)."""
 
     def __init__(self, start_timeout: float = 180.0):
+        """Start the server; it imports in the background until the first :meth:`fork`."""
         sandbox.preflight()
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log = tempfile.TemporaryFile()
@@ -71,7 +72,12 @@ class ForkServer:
             cwd="/",
         )
         theirs.close()
-        self.ctl.settimeout(start_timeout)
+        self.start_timeout, self.ready = start_timeout, False
+
+    def wait_ready(self) -> None:
+        if self.ready:
+            return
+        self.ctl.settimeout(self.start_timeout)
         try:
             ready = json.loads(self.ctl.recv(1 << 16) or b"{}")
         except (TimeoutError, ValueError, OSError):
@@ -80,12 +86,14 @@ class ForkServer:
             self.close()
             raise sandbox.SandboxUnavailable(f"the fork server did not start: {self._log()}")
         self.ctl.settimeout(60)
+        self.ready = True
 
     def _log(self) -> str:
         self.log.seek(0)
         return self.log.read()[-3000:].decode("utf-8", "replace").strip() or "no output"
 
     def _ask(self, msg: dict, fds=()) -> dict:
+        self.wait_ready()
         data = json.dumps(msg).encode()
         try:
             if fds:

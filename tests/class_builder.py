@@ -146,7 +146,8 @@ def submission_totals(course: Course, db_url: str) -> dict[tuple[str, str], tupl
 
 
 def feedback_texts(course: Course) -> dict[tuple[str, str], str]:
-    """(student, assignment) -> visible text of the feedback, the course root masked."""
+    """(student, assignment) -> visible text of the feedback, the course root and the times
+    (when it was submitted and graded) masked."""
     out = {}
     for student, aids in course.students.items():
         for aid in aids:
@@ -154,6 +155,7 @@ def feedback_texts(course: Course) -> dict[tuple[str, str], str]:
             raw = re.sub(r"<(script|style)\b.*?</\1>", "", raw, flags=re.S)
             text = html.unescape(re.sub(r"<[^>]+>", "", raw))
             text = text.replace(str(course.root), "<root>")
+            text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d(\.\d+)?)?( UTC)?", "<time>", text)
             out[(student, aid)] = "\n".join(ln.rstrip() for ln in text.splitlines() if ln.strip())
     return out
 
