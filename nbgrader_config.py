@@ -1,9 +1,9 @@
-"""nbgrader configuration of the course (read by `nbgrader`, tools/release.py and tools/grade.py).
+"""nbgrader configuration of the course (read by `nbgrader`, logreg-release and logreg-grade).
 
 Layout, relative to the folder of this file (the course root):
 
     solutions/<id>/<id>.md      the only files a person edits (jupytext MyST notebooks)
-    solutions/<id>/<id>.ipynb   written by tools/release.py (git-ignored)
+    solutions/<id>/<id>.ipynb   written by logreg-release / logreg-grade (git-ignored)
     exercises/<id>/<id>.ipynb   the students' notebooks (committed; `make release`)
     submitted/<student>/<id>/   what students hand in (git-ignored)
     autograded/, feedback/      written by `make grade` (git-ignored)
@@ -51,7 +51,7 @@ c.CourseDirectory.ignore = [
 # The gradebook: $LOGREG_GRADEBOOK_URL (any SQLAlchemy URL, e.g. a PostgreSQL database shared by
 # grading machines: postgresql://user:password@host/dbname), else the SQLite file below.
 # postgresql:// means the psycopg2 driver installed with the grader extra (SQLAlchemy 2.1 would
-# pick psycopg 3). tools/gradebook_db.py resolves the same variable for `make grade`.
+# pick psycopg 3). logreg_grader/gradebook.py resolves the same variable for `make grade`.
 if os.environ.get("LOGREG_GRADEBOOK_URL", "").strip():
     _url = os.environ["LOGREG_GRADEBOOK_URL"].strip()
     c.CourseDirectory.db_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", _url)
@@ -59,9 +59,11 @@ else:
     os.makedirs(os.path.join(ROOT, "gradebook"), exist_ok=True)  # SQLite does not create folders
     c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook", "gradebook.db")
 
-# Each cell gets 60 s (every test cell runs in well under a second); a kernel that dies or a
-# cell that hangs fails that submission, and tools/grade.py carries on with the next one.
+# For nbgrader's own runs (a student's `nbgrader validate`): 60 s a cell, and messages wide
+# enough for the tests' diagnoses (nbgrader cuts each line at 90 characters by default).
+# `make grade` does not use nbgrader's executor (see logreg_grader.runner).
 c.Execute.timeout = 60
+c.Validator.width = 400
 
 # Release: nbgrader's defaults (clear solutions, hidden tests and outputs, lock cells).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
