@@ -1,99 +1,181 @@
-"""The autograder's costs (section "grading"), on temporary course folders.
+"""The autograder's costs (section "grading"): `logreg-grade` on temporary course folders.
 
-Each course folder holds a copy of nbgrader_config.py and of solutions/<id>/<id>.md, and the
-submissions under submitted/; tools/grade.py of the repository grades it through ``--root``,
-so neither the real gradebook nor submitted/ is touched. Figures:
+Every course is a temporary folder laid out as logreg_grader.course describes (a copy of
+nbgrader_config.py, solutions/<id>/<id>.md, submitted/<student>/<id>/<id>.ipynb), graded by
+the installed ``logreg-grade --root COURSE``: neither the real gradebook nor submitted/ is
+touched, and ``LOGREG_GRADEBOOK_URL`` is removed from the environment so that a shared
+PostgreSQL gradebook is never written. Each course is registered once, by a first
+``logreg-grade`` with no submission in it (the registration cost has its own figure); a
+copy of that gradebook is put back before every timed run, so each run grades every
+submission from scratch (new rows, new autograded notebooks and feedback) in a course that
+knows the assignment, as `make grade` does after its first run.
 
-- grading one submission of each assignment (``grade.py --assignment ID --jobs 1``, the
-  solution notebook as the submission: registration, autograde, feedback, grades.csv) against
-  the floor of executing that notebook once with nbclient in a fresh process;
-- a synthetic class, N students x every assignment (student00 hands in the solutions, each
-  other student the solutions with one bug of tests/fixtures/bugs_*.py applied where the
-  assignment has any), graded with ``--jobs 1`` and ``--jobs 2``, alternately;
-- peak memory: ``ru_maxrss`` of the largest single process (getrusage RUSAGE_CHILDREN, in a
-  wrapper around each command; kernels and workers included, not summed).
+Figures, for each assignment of ``--class-assignments`` (all in one run, interleaved):
+
+- a **class** of ``--class-size`` submissions of that assignment (half of them the solution,
+  the others a planted bug of tests/fixtures/bugs_*.py each, in turn, and every tenth the
+  untouched release, so that scores vary), graded by one ``logreg-grade --jobs 1``: its wall
+  clock divided by the class size, against
+
+  * nbclient executing the solution notebook once in a fresh process (target <= 0.15x), and
+  * plain nbgrader grading the same submissions in one batch, per submission (target
+    <= 0.25x): a normal nbgrader course (the repository's nbgrader_config.py, the master
+    solutions/<id>/<id>.ipynb written by ``logreg_grader.release``, ``nbgrader
+    generate_assignment``), then one ``nbgrader autograde <id>`` over every student;
+- **one submission** (the solution) in its own ``logreg-grade`` command, the whole command's
+  wall clock (interpreter start, sandbox check, fork server, grading, grades.csv and plot),
+  against nbclient executing it once (target <= 1.0x);
+- the first ``logreg-grade`` of a new course, which registers the assignment (no target);
+- the same class with **2 workers** against 1 (target: at least 1.8x faster);
+
+and once, for ``--scale-assignment``: **10x the submissions** (``--scale`` and 10 times as
+many, copies of four notebooks under distinct student names, ``--jobs 2``) cost at most
+11x (no super-linear bookkeeping). Peak memory (``ru_maxrss`` of the largest single process,
+kernels and workers included, not summed) is reported for the first class.
+
+A run whose exit status is not 0, whose grades.csv lacks a submission or reports one as
+``failed``, or in which copies of the solution do not all get the same score with status
+``ok``, makes its figures invalid (neither met nor missed) with the reason.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import importlib.util
+import json
 import re
 import shutil
+import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks._timing import CHILD, Budget, Figure, Section, run_measured, tool_env
+from benchmarks._timing import CHILD, Budget, Figure, Measured, Section, run_measured, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
-GRADE = ROOT / "tools" / "grade.py"
-TIMEOUT = 900
+BIN = Path(sys.executable).parent
+GRADE = BIN / "logreg-grade"
+NBGRADER = BIN / "nbgrader"
+CLASS_ASSIGNMENTS = ("04_gradients", "07_backpropagation")
+SCALE_ASSIGNMENT = "02_numerical_stability"
+SCALE_FACTOR = 10
+TARGET_VS_NBCLIENT = 0.15
+TARGET_VS_NBGRADER = 0.25
+TARGET_SINGLE = 1.0
+TARGET_SPEEDUP = 1.8
+TARGET_SCALE = 11.0
+TIMEOUT = 1800  # seconds for one command; a command that hangs is stopped and reported
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # tools/grade.py imports its sibling release.py
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
+# --- the submissions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One submission of a synthetic class: who hands it in, what it is, its notebook text."""
+
+    student: str
+    kind: str  # "solution", "release" or "bug:<name>"
+    text: str
 
 
 def load_bugs(root: Path = ROOT) -> dict[str, list[dict]]:
     """Every fixture bug of tests/fixtures/bugs_*.py, by assignment id."""
     bugs: dict[str, list[dict]] = {}
     for path in sorted((root / "tests" / "fixtures").glob("bugs_*.py")):
-        for bug in getattr(_load(path, f"_bench_{path.stem}"), "BUGS", []):
+        spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for bug in getattr(module, "BUGS", []):
             bugs.setdefault(bug["assignment"], []).append(bug)
     return bugs
 
 
 def apply_bug(notebook_text: str, bug: dict) -> str:
     """The notebook with the solution cells named in ``bug["replace"]`` replaced."""
-    import nbformat
-
-    nb = nbformat.reads(notebook_text, as_version=4)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+    nb = json.loads(notebook_text)
+    found = set()
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if gid in bug["replace"]:
-            cell.source = bug["replace"][gid]
-    return nbformat.writes(nb) + "\n"
+            cell["source"] = bug["replace"][gid]
+            found.add(gid)
+    missing = set(bug["replace"]) - found
+    if missing:
+        raise KeyError(f"bug {bug.get('name')!r}: no cell with grade_id {sorted(missing)}")
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def make_course(folder: Path, assignments: list[str]) -> None:
-    """A course root: nbgrader_config.py, the MyST sources, an empty submitted/."""
-    folder.mkdir(parents=True)
+def class_plan(size: int, solution: str, bugs: list[dict], release: str | None) -> list[Entry]:
+    """``size`` submissions: every even one the solution, every tenth the untouched release
+    (when given), the others the planted bugs in turn (the solution if there is none)."""
+    entries, next_bug = [], 0
+    for k in range(size):
+        if k % 2 == 0:
+            kind, text = "solution", solution
+        elif release is not None and k % 10 == 9:
+            kind, text = "release", release
+        elif bugs:
+            bug = bugs[next_bug % len(bugs)]
+            next_bug += 1
+            kind, text = f"bug:{bug['name']}", apply_bug(solution, bug)
+        else:
+            kind, text = "solution", solution
+        entries.append(Entry(f"student{k:04d}", kind, text))
+    return entries
+
+
+def scale_plan(size: int, solution: str, bugs: list[dict], release: str | None) -> list[Entry]:
+    """``size`` copies of a few notebooks (the solution, two bugs, the release) in turn."""
+    kinds = [("solution", solution)]
+    kinds += [(f"bug:{b['name']}", apply_bug(solution, b)) for b in bugs[:2]]
+    if release is not None:
+        kinds.append(("release", release))
+    return [Entry(f"student{k:04d}", *kinds[k % len(kinds)]) for k in range(size)]
+
+
+# --- course folders -------------------------------------------------------------------------
+
+
+def make_course(folder: Path, aid: str) -> Path:
+    """A course root for one assignment: nbgrader_config.py, its MyST source, submitted/."""
+    (folder / "solutions" / aid).mkdir(parents=True)
     shutil.copy2(ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
-    for aid in assignments:
-        shutil.copytree(
-            ROOT / "solutions" / aid,
-            folder / "solutions" / aid,
-            ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"),
-        )
+    shutil.copy2(ROOT / "solutions" / aid / f"{aid}.md", folder / "solutions" / aid)
     (folder / "submitted").mkdir()
+    return folder
 
 
-def submit(course: Path, student: str, aid: str, text: str) -> Path:
-    path = course / "submitted" / student / aid / f"{aid}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+def submit(course: Path, aid: str, entries: list[Entry]) -> None:
+    for entry in entries:
+        path = course / "submitted" / entry.student / aid / f"{aid}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(entry.text, encoding="utf-8")
 
 
-def clear_results(course: Path) -> None:
-    """Forget the previous grading run's outputs, so that every run grades from scratch."""
-    for name in ("autograded", "feedback"):
+def snapshot_gradebook(course: Path, template: Path) -> None:
+    """A consistent copy of the course's SQLite gradebook (WAL included) into ``template``."""
+    with contextlib.closing(sqlite3.connect(course / "gradebook" / "gradebook.db")) as src:
+        with contextlib.closing(sqlite3.connect(template)) as dst:
+            src.backup(dst)
+
+
+def reset_course(course: Path, template: Path) -> None:
+    """Forget every graded submission: outputs removed, the registered gradebook put back."""
+    for name in ("autograded", "feedback", "_build"):
         shutil.rmtree(course / name, ignore_errors=True)
     (course / "grades.csv").unlink(missing_ok=True)
+    for path in (course / "gradebook").glob("gradebook.db*"):
+        path.unlink()
+    shutil.copy2(template, course / "gradebook" / "gradebook.db")
 
 
-def graded_rows(course: Path) -> list[dict]:
+def read_grades(course: Path) -> list[dict]:
     try:
         with open(course / "grades.csv", newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
@@ -101,273 +183,526 @@ def graded_rows(course: Path) -> list[dict]:
         return []
 
 
-def _summary_rows(log: Path) -> dict[str, tuple[int, float]]:
-    """{assignment: (students, s/sub)} from the last summary table grade.py printed in log."""
-    text = log.read_text(encoding="utf-8", errors="replace")
-    last = text.rsplit("s/sub", 1)[-1] if "s/sub" in text else ""
+def check_grades(rows: list[dict], entries: list[Entry], aid: str) -> str:
+    """What is wrong with a run's grades.csv for these submissions ("" if nothing)."""
+    mine = {r["student"]: r for r in rows if r.get("assignment") == aid}
+    missing = [e.student for e in entries if e.student not in mine]
+    if missing:
+        return f"{len(missing)} of {len(entries)} submissions not in grades.csv ({missing[:3]})"
+    failed = [f"{s}: {r['status']}" for s, r in mine.items() if r["status"].startswith("failed")]
+    if failed:
+        return f"{len(failed)} submissions failed: {failed[:3]}"
+    solutions = [mine[e.student] for e in entries if e.kind == "solution"]
+    wrong = [r for r in solutions if r["status"] != "ok"]
+    if wrong:
+        return f"the solution got status {wrong[0]['status']!r} ({wrong[0]['reason'][:120]})"
+    scores = {r["score"] for r in solutions}
+    if len(scores) > 1:
+        return f"copies of the solution got different scores: {sorted(scores)}"
+    return ""
+
+
+def score_summary(rows: list[dict], entries: list[Entry], aid: str) -> str:
+    """ "score x count" of the class, highest first, and the statuses other than ok."""
+    mine = {r["student"]: r for r in rows if r.get("assignment") == aid}
+    got = [mine[e.student] for e in entries if e.student in mine]
+    if not got:
+        return ""
+    scores = collections.Counter(f"{r['score']}/{r['max_score']}" for r in got)
+    shown = sorted(scores.items(), key=lambda kv: -float(kv[0].split("/")[0]))
+    text = "scores " + ", ".join(f"{s} x {n}" for s, n in shown)
+    statuses = collections.Counter(r["status"] for r in got if r["status"] != "ok")
+    if statuses:
+        text += "; statuses other than ok: " + ", ".join(f"{s} x {n}" for s, n in statuses.items())
+    return text
+
+
+def parse_summary(log_text: str) -> dict[str, tuple[int, float]]:
+    """{assignment: (students, s/sub)} from the last summary table logreg-grade printed.
+
+    ``s/sub`` is the grader's own mean seconds per submission (the worker's grading of it,
+    without start-up, registration, storing and export). A stop-gap until the grader writes
+    a machine-readable timing record (/work/notes/bench-requests.md).
+    """
+    if "s/sub" not in log_text:
+        return {}
+    last = log_text.rsplit("s/sub", 1)[1]
     rows = re.findall(r"^(\S+)\s+(\d+)\s+\S+\s+\S+\s+\d+\s+([\d.]+)\s*$", last, re.M)
     return {aid: (int(students), float(per)) for aid, students, per in rows}
 
 
-def _seconds_per_submission(log: Path, aid: str) -> list[float]:
-    """The `s/sub` column of grade.py's summary (autograde + feedback of one submission)."""
-    row = _summary_rows(log).get(aid)
-    return [row[1]] if row else []
+# --- what was measured ----------------------------------------------------------------------
 
 
-def _inside_grade_one(log: Path) -> float | None:
-    """Seconds spent grading submissions (students x s/sub, summed) in the last run of log."""
-    rows = _summary_rows(log)
-    return sum(students * per for students, per in rows.values()) if rows else None
+@dataclass
+class Runs:
+    """Repeated runs of one command: seconds, peak MiB, the grader's s/sub, what went wrong."""
+
+    seconds: list[float] = field(default_factory=list)
+    mib: list[float] = field(default_factory=list)
+    per_sub: list[float] = field(default_factory=list)  # the grader's own s/sub, when printed
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, measured: Measured, problem: str = "", per_sub: float | None = None) -> None:
+        self.seconds.append(measured.seconds)
+        self.mib.append(measured.maxrss_mib)
+        if per_sub is not None:
+            self.per_sub.append(per_sub)
+        if not problem and not measured.ok:
+            problem = (
+                f"timed out after {measured.seconds:.0f} s"
+                if measured.timed_out
+                else f"exit status {measured.returncode}"
+            )
+        if problem:
+            self.problems.append(problem)
+
+    @property
+    def problem(self) -> str:
+        if not self.problems:
+            return ""
+        more = len(self.problems) - 1
+        return self.problems[0] + (f" (and {more} more run(s) went wrong)" if more else "")
 
 
-def _inner_note(inner: list[float], runs: list[float]) -> str:
-    if not inner:
-        return ""
-    share = statistics.median(inner) / statistics.median(runs)
+@dataclass
+class ClassData:
+    """Everything measured for one assignment's class."""
+
+    aid: str
+    size: int
+    kinds: dict[str, int] = field(default_factory=dict)
+    nbclient: Runs = field(default_factory=Runs)
+    single: Runs = field(default_factory=Runs)
+    register: Runs = field(default_factory=Runs)
+    jobs1: Runs = field(default_factory=Runs)
+    jobs2: Runs = field(default_factory=Runs)
+    nbgrader: Runs = field(default_factory=Runs)
+    scores: str = ""
+    agreement: str = ""
+
+
+@dataclass
+class ScaleData:
+    aid: str
+    small: int
+    large: int
+    jobs: int = 2
+    small_runs: Runs = field(default_factory=Runs)
+    large_runs: Runs = field(default_factory=Runs)
+    notebooks: int = 0  # distinct notebooks among the copies
+    scores: str = ""
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _kinds_text(kinds: dict[str, int]) -> str:
+    bugs = sum(n for k, n in kinds.items() if k.startswith("bug:"))
+    distinct = sum(1 for k in kinds if k.startswith("bug:"))
     return (
-        f"autograde + feedback (grade.py's `s/sub`) take {statistics.median(inner):.1f} s, "
-        f"{100 * share:.0f}% of the run; the rest is start-up, registering the assignment "
-        "(generate_assignment), grades.csv and the score plot"
+        f"{kinds.get('solution', 0)} solutions, {bugs} with a planted bug ({distinct} different), "
+        f"{kinds.get('release', 0)} untouched releases"
     )
 
 
-def _parallel_note(t1: list[float], inner1: list, inner2: list) -> str:
-    """Where the 2-worker speed-up went: the serial part, and the slow-down of each submission."""
-    pairs = [(t, g) for t, g in zip(t1, inner1, strict=False) if g]
-    inner2 = [g for g in inner2 if g]
-    if not (pairs and inner2):
-        return ""
-    total = statistics.median(t for t, _ in pairs)
-    graded1 = statistics.median(g for _, g in pairs)
-    serial = statistics.median(max(0.0, t - g) for t, g in pairs)
-    best = (serial + graded1) / (serial + graded1 / 2)
+def serial_note(jobs1: Runs, size: int) -> str:
+    """How much of a 1-worker class run is not the grading of submissions (grader's s/sub)."""
+    wall, per = _median(jobs1.seconds), _median(jobs1.per_sub)
+    if wall is None or per is None:
+        return "the grader printed no s/sub, so the run cannot be split into its parts"
+    graded = per * size
+    serial = max(0.0, wall - graded)
     return (
-        f"with 1 worker, grading the submissions themselves (grade.py's s/sub x students) "
-        f"takes about {graded1:.0f} s of {total:.0f} s; the rest (about {serial:.0f} s: start-up, "
-        f"registering every assignment, grades.csv, plots) is serial, so 2 workers can reach "
-        f"about {best:.2f}x at best; each submission took "
-        f"{statistics.median(inner2) / graded1:.2f}x as long with 2 workers as with 1 (above 1: "
-        "the two workers did not get a free core each)"
+        f"the grader's own s/sub is {per:.3g} s: grading the submissions takes about "
+        f"{graded:.1f} s of the {wall:.1f} s command, the rest (about {serial:.1f} s: start-up, "
+        "sandbox check, fork server, storing, grades.csv and plot) is per command"
     )
+
+
+def speedup_note(jobs1: Runs, jobs2: Runs, size: int) -> str:
+    t1, t2 = _median(jobs1.seconds), _median(jobs2.seconds)
+    if not t1 or not t2:
+        return ""
+    text = f"speed-up {t1 / t2:.2f}x"
+    per1, per2 = _median(jobs1.per_sub), _median(jobs2.per_sub)
+    if per1 is not None and per2 is not None:
+        graded = per1 * size
+        serial = max(0.0, t1 - graded)
+        best = (serial + graded) / (serial + graded / 2)
+        text += (
+            f"; with about {serial:.1f} s of each command serial, 2 workers can reach about "
+            f"{best:.2f}x at best; each submission took {per2 / per1:.2f}x as long with 2 "
+            "workers as with 1 (above 1: the workers did not get a free core each)"
+        )
+    return text
+
+
+def class_figures(d: ClassData, repeats: int, memory: bool = False) -> list[Figure]:
+    """The figures of one assignment's class, from what was measured (no I/O)."""
+    n, aid = d.size, d.aid
+    per = [s / n for s in d.jobs1.seconds]
+    nbgrader_per = [s / n for s in d.nbgrader.seconds]
+    class_bad = d.jobs1.problem or d.nbclient.problem
+    class_note = "; ".join(
+        x for x in (_kinds_text(d.kinds), d.scores, serial_note(d.jobs1, n)) if x
+    )
+    figures = [
+        Figure(
+            f"class_{aid}_vs_nbclient",
+            f"grade a class of {n} submissions of {aid} (1 worker), per submission",
+            "nbclient executes the solution once",
+            per,
+            d.nbclient.seconds,
+            target=("<=", TARGET_VS_NBCLIENT),
+            planned=repeats,
+            invalid=class_bad,
+            note=class_note,
+        ),
+        Figure(
+            f"class_{aid}_vs_nbgrader",
+            f"the same class of {aid}, per submission",
+            f"`nbgrader autograde` of the same {n} in one batch, per submission",
+            per,
+            nbgrader_per,
+            target=("<=", TARGET_VS_NBGRADER),
+            planned=repeats,
+            invalid=d.jobs1.problem or d.nbgrader.problem,
+            note=d.agreement,
+        ),
+        Figure(
+            f"single_{aid}",
+            f"one submission of {aid} in its own `logreg-grade` command",
+            "nbclient executes it once",
+            d.single.seconds,
+            d.nbclient.seconds,
+            target=("<=", TARGET_SINGLE),
+            planned=repeats,
+            invalid=d.single.problem or d.nbclient.problem,
+            note="the whole command, wall clock, in a course that already registered the "
+            "assignment (the next figure is that registration)",
+        ),
+        Figure(
+            f"register_{aid}",
+            f"the first `logreg-grade` of a new course of {aid} (registers it; no submission)",
+            "nbclient executes the solution once",
+            d.register.seconds,
+            d.nbclient.seconds,
+            planned=1,
+            invalid=d.register.problem,
+            note="paid once per course and whenever the master changes",
+        ),
+        Figure(
+            f"class_{aid}_jobs2",
+            f"the same class of {aid} with 2 workers (`--jobs 2`)",
+            "the same class, 1 worker",
+            d.jobs2.seconds,
+            d.jobs1.seconds,
+            target=("<=", 1 / TARGET_SPEEDUP),
+            target_label=f"at least {TARGET_SPEEDUP:g}x faster",
+            planned=repeats,
+            invalid=d.jobs2.problem or d.jobs1.problem,
+            note=speedup_note(d.jobs1, d.jobs2, n),
+        ),
+    ]
+    if memory:
+        for jobs, runs in ((1, d.jobs1), (2, d.jobs2)):
+            figures.append(
+                Figure(
+                    f"memory_{aid}_jobs{jobs}",
+                    f"peak memory of one process, the class of {aid} with {jobs} "
+                    f"worker{'s' * (jobs > 1)}",
+                    "nbclient executing the solution",
+                    runs.mib,
+                    d.nbclient.mib,
+                    unit="MiB",
+                    planned=repeats,
+                )
+            )
+    return figures
+
+
+def scale_figure(s: ScaleData) -> Figure:
+    small, large = _median(s.small_runs.seconds), _median(s.large_runs.seconds)
+    note = f"copies of {s.notebooks} notebooks under distinct student names"
+    note += f"; {s.scores}" if s.scores else ""
+    if small and large:
+        note += (
+            f"; per submission {small / s.small * 1e3:.0f} ms ({s.small:,}) and "
+            f"{large / s.large * 1e3:.0f} ms ({s.large:,})"
+        )
+    factor = s.large / s.small
+    return Figure(
+        "scale",
+        f"grade {s.large:,} submissions of {s.aid} (`--jobs {s.jobs}`)",
+        f"{s.small:,} submissions, the same command",
+        s.large_runs.seconds,
+        s.small_runs.seconds,
+        target=("<=", TARGET_SCALE * factor / SCALE_FACTOR),
+        target_label=f"{factor:g}x the submissions",
+        planned=1,
+        invalid=s.large_runs.problem or s.small_runs.problem,
+        note=note,
+    )
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def nbgrader_scores(course: Path, aid: str) -> dict[str, float]:
+    """{student: total score} from a plain nbgrader course's gradebook."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    url = "sqlite:///" + str(course / "gradebook" / "gradebook.db")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(url, "logreg-lessons") as gb:
+            return {d["student"]: float(d["score"]) for d in gb.submission_dicts(aid)}
+
+
+def agreement_note(ours: list[dict], theirs: dict[str, float], aid: str) -> str:
+    mine = {r["student"]: float(r["score"]) for r in ours if r.get("assignment") == aid}
+    if not mine or not theirs:
+        return ""
+    same = [s for s in mine if s in theirs and abs(mine[s] - theirs[s]) < 1e-9]
+    text = f"plain nbgrader gives the same total as logreg-grade to {len(same)} of {len(mine)}"
+    other = [s for s in mine if s not in same]
+    if other:
+        shown = ", ".join(f"{s}: {theirs.get(s, float('nan')):g} vs {mine[s]:g}" for s in other[:3])
+        text += f" (nbgrader vs logreg-grade: {shown})"
+    return text
+
+
+class Bench:
+    """The temporary courses and the commands run on them."""
+
+    def __init__(self, cfg, tmp: Path, logs: Path):
+        self.cfg, self.tmp, self.logs = cfg, tmp, logs
+        env = tool_env(OMP_NUM_THREADS=str(cfg.threads))
+        env.pop("LOGREG_GRADEBOOK_URL", None)  # never a shared gradebook
+        self.env = env
+        self.templates: dict[Path, Path] = {}
+        self.plans: dict[Path, tuple[str, list[Entry]]] = {}
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def measure(self, command: list, cwd: Path, log: str) -> Measured:
+        return run_measured(command, cwd=cwd, env=self.env, log=self.log(log), timeout=TIMEOUT)
+
+    def course(self, name: str, aid: str, entries: list[Entry]) -> tuple[Path, Measured]:
+        """A registered course holding ``entries``; the Measured is the registering run."""
+        course = make_course(self.tmp / name, aid)
+        measured = self.measure([GRADE, "--root", course, "--jobs", "1"], ROOT, f"{name}-register")
+        if not measured.ok:
+            tail = self.log(f"{name}-register").read_text(errors="replace").strip()[-600:]
+            raise GraderUnavailable(f"`logreg-grade` could not register {aid}:\n{tail}")
+        template = self.tmp / f"{name}.registered.db"
+        snapshot_gradebook(course, template)
+        submit(course, aid, entries)
+        self.templates[course], self.plans[course] = template, (aid, entries)
+        return course, measured
+
+    def grade(self, course: Path, jobs: int, log: str) -> tuple[Measured, str, float | None]:
+        """One timed `logreg-grade` of the whole course; (measured, problem, grader's s/sub)."""
+        aid, entries = self.plans[course]
+        reset_course(course, self.templates[course])
+        mark = self.log(log).stat().st_size if self.log(log).exists() else 0
+        command = [GRADE, "--root", course, "--jobs", str(jobs)]
+        measured = self.measure(command, ROOT, log)
+        with open(self.log(log), encoding="utf-8", errors="replace") as f:
+            f.seek(mark)
+            output = f.read()
+        rows = read_grades(course)
+        problem = check_grades(rows, entries, aid) if measured.ok else failure(measured, output)
+        per = parse_summary(output).get(aid)
+        return measured, problem, per[1] if per else None
+
+    def nbclient(self, notebook: Path, log: str) -> tuple[Measured, str]:
+        measured = self.measure([sys.executable, CHILD, "execute", notebook], notebook.parent, log)
+        return measured, "" if measured.ok else "nbclient could not execute the solution"
+
+    def nbgrader_course(self, name: str, aid: str, master: str, entries: list[Entry]) -> Path:
+        """A plain nbgrader course with the assignment generated and ``entries`` submitted."""
+        course = self.tmp / name
+        (course / "solutions" / aid).mkdir(parents=True)
+        shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+        (course / "solutions" / aid / f"{aid}.ipynb").write_text(master, encoding="utf-8")
+        command = [NBGRADER, "generate_assignment", aid, "--force"]
+        measured = self.measure(command, course, f"{name}-generate")
+        if not measured.ok:
+            raise RuntimeError(f"nbgrader generate_assignment {aid} failed (see its log)")
+        submit(course, aid, entries)
+        return course
+
+
+def failure(measured: Measured, output: str) -> str:
+    """Why a command failed: its exit status and the last line it printed."""
+    what = (
+        f"timed out after {measured.seconds:.0f} s"
+        if measured.timed_out
+        else f"exit status {measured.returncode}"
+    )
+    lines = [line.strip() for line in output.replace("\r", "\n").splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("$ ", "grading:"))]
+    return f"{what}: {lines[-1][:200]}" if lines else what
+
+
+class GraderUnavailable(RuntimeError):
+    """logreg-grade cannot grade on this machine (the message says why)."""
+
+
+def _released(aid: str) -> str | None:
+    path = ROOT / "exercises" / aid / f"{aid}.ipynb"
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 def run(cfg, bar, budget: Budget) -> Section:
-    """Measure the grading figures within ``budget``; ``cfg`` holds repeats, students, threads."""
+    """Measure the grading figures within ``budget``; ``cfg`` carries the sizes and repeats."""
+    from logreg_grader import release
+
+    R = cfg.repeats
     section = Section(
         "grading",
         "Grading",
         settings={
-            "repeats": cfg.repeats,
-            "students": cfg.students,
+            "repeats": R,
+            "class size": cfg.class_size,
+            "class assignments": ", ".join(cfg.class_assignments),
+            "scale": f"{cfg.scale:,} and {cfg.scale * SCALE_FACTOR:,} of {cfg.scale_assignment}",
             "threads per process (OMP_NUM_THREADS)": cfg.threads,
         },
     )
-    if not GRADE.exists():
+    if not GRADE.exists() or not NBGRADER.exists():
         section.status = "skipped"
-        section.reason = "tools/grade.py does not exist yet"
+        section.reason = f"{GRADE.name if not GRADE.exists() else NBGRADER.name} is not installed"
         return section
-    env = tool_env(OMP_NUM_THREADS=str(cfg.threads))
-    usage = subprocess.run(
-        [sys.executable, GRADE, "--help"], capture_output=True, text=True, env=env, cwd=ROOT
-    )
-    if usage.returncode != 0 or "--root" not in usage.stdout:
+    known = release.course_assignments(ROOT)
+    wanted = list(dict.fromkeys([*cfg.class_assignments, cfg.scale_assignment]))
+    unknown = [a for a in wanted if a not in known or not (ROOT / "solutions" / a).is_dir()]
+    if unknown:
         section.status = "skipped"
-        section.reason = (
-            "tools/grade.py has no --root option, so it cannot grade a temporary course "
-            "without touching the real gradebook"
-            if usage.returncode == 0
-            else f"`tools/grade.py --help` failed: {usage.stderr.strip()[-300:]}"
-        )
+        section.reason = f"no such assignment: {', '.join(unknown)} (known: {', '.join(known)})"
         return section
-    has_jobs = "--jobs" in usage.stdout
-
-    release = _load(ROOT / "tools" / "release.py", "_bench_release")
-    listed = release.course_assignments(ROOT)
-    solutions, problems = {}, []
-    for aid in listed:
-        md = ROOT / "solutions" / aid / f"{aid}.md"
-        if not md.exists():
-            problems.append(f"{aid} (no solutions/{aid}/{aid}.md yet)")
-            continue
-        try:
-            solutions[aid] = release.notebook_text(release.source_notebook(md))
-        except release.SourceError as err:
-            problems.append(f"{aid} (invalid source: {err})")
-    if problems:
-        section.notes.append("assignments left out: " + "; ".join(problems))
-    if not solutions:
-        section.status = "skipped"
-        section.reason = "no assignment can be graded yet: " + "; ".join(problems)
-        return section
-    assignments = list(solutions)
+    masters = {
+        aid: release.notebook_text(release.source_notebook(ROOT / "solutions" / aid / f"{aid}.md"))
+        for aid in wanted
+    }
     bugs = load_bugs()
-    section.settings["assignments"] = len(assignments)
-    R, N = cfg.repeats, cfg.students
-    bar.reset(total=R * len(assignments) + 2 * R)
 
     logs = cfg.logs / "grading"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
     shown = logs.relative_to(ROOT).as_posix() if logs.is_relative_to(ROOT) else str(logs)
     section.notes.append(f"logs of every command: {shown}")
+    bar.reset(total=len(cfg.class_assignments) * (3 + 4 * R) + 5)
 
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp_name:
-        tmp = Path(tmp_name)
-        one = tmp / "one"
-        make_course(one, assignments)
-        nbs = {aid: submit(one, "student00", aid, text) for aid, text in solutions.items()}
-
-        def grade_seconds(course: Path, log: Path, jobs: int, aid: str | None = None):
-            clear_results(course)
-            command = [sys.executable, GRADE, "--root", course, "--jobs", str(jobs)]
-            if aid:
-                command += ["--assignment", aid]
-            result = run_measured(command, cwd=ROOT, env=env, log=log, timeout=TIMEOUT)
-            rows = graded_rows(course)
-            bad = [f"{r['student']}/{r['assignment']}: {r['status']}" for r in rows]
-            bad = [b for b in bad if ": failed" in b]
-            return result, rows, bad
-
-        per: dict[str, dict] = {
-            aid: {"runs": [], "floor": [], "mem": [], "inner": [], "bad": ""} for aid in assignments
-        }
-        for rep in range(R):
-            start = time.monotonic()
-            for aid in assignments:
-                entry = per[aid]
-                log = logs / f"grade-{aid}.log"
-                result, rows, _ = grade_seconds(one, log, 1, aid)
-                mine = [r for r in rows if (r["student"], r["assignment"]) == ("student00", aid)]
-                if not result.ok or len(mine) != 1 or mine[0]["status"].startswith("failed"):
-                    entry["bad"] = entry["bad"] or (
-                        f"grade.py exited {result.returncode}, grades.csv says "
-                        f"{[r['status'] for r in mine]} (see the logs)"
-                    )
-                entry["runs"].append(result.seconds)
-                entry["inner"] += _seconds_per_submission(log, aid)
-                floor = run_measured(
-                    [sys.executable, CHILD, "execute", nbs[aid]],
-                    cwd=nbs[aid].parent,
-                    env=env,
-                    log=logs / f"nbclient-{aid}.log",
-                    timeout=TIMEOUT,
+        bench = Bench(cfg, Path(tmp_name), logs)
+        classes: list[tuple[ClassData, dict]] = []
+        try:
+            for aid in cfg.class_assignments:
+                solution = masters[aid]
+                plan = class_plan(cfg.class_size, solution, bugs.get(aid, []), _released(aid))
+                data = ClassData(
+                    aid, cfg.class_size, dict(collections.Counter(e.kind for e in plan))
                 )
-                if not floor.ok:
-                    entry["bad"] = entry["bad"] or "nbclient could not execute the solution"
-                entry["floor"].append(floor.seconds)
-                entry["mem"].append(floor.maxrss_mib)
+                one = [Entry("student0000", "solution", solution)]
+                single, measured = bench.course(f"single-{aid}", aid, one)
+                data.register.add(measured)
                 bar.update()
-            rep_cost = time.monotonic() - start
-            class_cost = 2.7 * N * sum(statistics.median(e["runs"]) for e in per.values())
-            if rep + 1 < R and not budget.allows(rep_cost + class_cost):
-                break
-        for aid, entry in per.items():
-            section.figures.append(
-                Figure(
-                    f"grade_{aid}",
-                    f"grade one submission: {aid}",
-                    "nbclient executes it once",
-                    entry["runs"],
-                    entry["floor"],
-                    target=("<=", 1.5),
-                    planned=R,
-                    invalid=entry["bad"],
-                    note=_inner_note(entry["inner"], entry["runs"]),
+                klass, _ = bench.course(f"class-{aid}", aid, plan)
+                nbg = bench.nbgrader_course(f"nbgrader-{aid}", aid, solution, plan)
+                bar.update()
+                notebook = single / "submitted" / "student0000" / aid / f"{aid}.ipynb"
+                classes.append(
+                    (data, {"single": single, "class": klass, "nbg": nbg, "nb": notebook})
                 )
-            )
+            scale = ScaleData(cfg.scale_assignment, cfg.scale, cfg.scale * SCALE_FACTOR)
+            scale_courses = {}
+            solution = masters[scale.aid]
+            for size in (scale.small, scale.large):
+                plan = scale_plan(size, solution, bugs.get(scale.aid, []), _released(scale.aid))
+                scale_courses[size], _ = bench.course(f"scale-{size}", scale.aid, plan)
+                scale.notebooks = len({e.kind for e in plan})
+            bar.update()
+        except GraderUnavailable as err:
+            section.status = "skipped"
+            section.reason = str(err)
+            return section
 
-        # The synthetic class.
-        klass = tmp / "class"
-        make_course(klass, assignments)
-        used_bugs = 0
-        for k in range(N):
-            for aid, text in solutions.items():
-                options = bugs.get(aid, [])
-                if k > 0 and options:
-                    text = apply_bug(text, options[(k - 1) % len(options)])
-                    used_bugs += 1
-                submit(klass, f"student{k:02d}", aid, text)
-        size = N * len(assignments)
-        t1, t2, m1, m2, bad1, bad2 = [], [], [], [], "", ""
-        inner1, inner2 = [], []
-        for rep in range(R):
-            start = time.monotonic()
-            result, rows, bad = grade_seconds(klass, logs / "class-jobs1.log", 1)
-            inner1.append(_inside_grade_one(logs / "class-jobs1.log"))
-            t1.append(result.seconds)
-            m1.append(result.maxrss_mib)
-            if not result.ok or len(rows) != size or bad:
-                bad1 = bad1 or f"{len(rows)} of {size} graded, exit {result.returncode}: {bad[:3]}"
+        # Untimed warm-up: file caches, the kernel spec, byte-compiled modules.
+        for _ in range(cfg.grading_warmup):
+            data, paths = classes[0]
+            bench.nbclient(paths["nb"], "warmup")
+            bench.grade(paths["single"], 1, "warmup")
+
+        def one_round(rep: int) -> None:
+            for data, paths in classes:
+                aid = data.aid
+                data.single.add(*bench.grade(paths["single"], 1, f"single-{aid}")[:2])
+                bar.update()
+                data.nbclient.add(*bench.nbclient(paths["nb"], f"nbclient-{aid}"))
+                bar.update()
+                measured, problem, per = bench.grade(paths["class"], 1, f"class-{aid}-jobs1")
+                data.jobs1.add(measured, problem, per)
+                if rep == 0:
+                    rows = read_grades(paths["class"])
+                    data.scores = score_summary(rows, bench.plans[paths["class"]][1], aid)
+                bar.update()
+                data.jobs2.add(*bench.grade(paths["class"], 2, f"class-{aid}-jobs2"))
+                bar.update()
+
+        start = time.monotonic()
+        one_round(0)
+        round_cost = time.monotonic() - start
+
+        # Plain nbgrader, once per class (each costs about a notebook execution per student).
+        for data, paths in classes:
+            aid = data.aid
+            measured = bench.measure([NBGRADER, "autograde", aid], paths["nbg"], f"nbgrader-{aid}")
+            graded = list((paths["nbg"] / "autograded").glob(f"*/{aid}/{aid}.ipynb"))
+            problem = ""
+            if measured.ok and len(graded) != data.size:
+                problem = f"nbgrader autograded {len(graded)} of {data.size} submissions"
+            data.nbgrader.add(measured, problem)
+            if measured.ok:
+                with contextlib.suppress(Exception):
+                    ours = read_grades(paths["class"])
+                    data.agreement = agreement_note(ours, nbgrader_scores(paths["nbg"], aid), aid)
             bar.update()
-            if has_jobs:
-                result, rows, bad = grade_seconds(klass, logs / "class-jobs2.log", 2)
-                inner2.append(_inside_grade_one(logs / "class-jobs2.log"))
-                t2.append(result.seconds)
-                m2.append(result.maxrss_mib)
-                if not result.ok or len(rows) != size or bad:
-                    bad2 = bad2 or f"{len(rows)} of {size} graded, exit {result.returncode}: {bad}"
+
+        # 10x the submissions: small, large, small (the large run bracketed by the small ones).
+        for size in (scale.small, scale.large, scale.small):
+            runs = scale.small_runs if size == scale.small else scale.large_runs
+            measured, problem, _ = bench.grade(scale_courses[size], scale.jobs, f"scale-{size}")
+            runs.add(measured, problem)
+            if size == scale.large:
+                rows = read_grades(scale_courses[size])
+                scale.scores = score_summary(rows, bench.plans[scale_courses[size]][1], scale.aid)
             bar.update()
-            if rep + 1 < R and not budget.allows(time.monotonic() - start):
+
+        # More rounds while they fit.
+        for rep in range(1, R):
+            if not budget.allows(round_cost):
                 break
+            start = time.monotonic()
+            one_round(rep)
+            round_cost = time.monotonic() - start
 
-    label = f"{N} student{'s' * (N != 1)} x {len(assignments)} assignments"
-    floor_sum = N * sum(statistics.median(e["floor"]) for e in per.values())
-    section.figures.append(
-        Figure(
-            "class_jobs1",
-            f"grade a class ({label}), 1 worker",
-            "nbclient runs each notebook once (sum of the medians above)",
-            t1,
-            [floor_sum],
-            planned=R,
-            invalid=bad1,
-            note=f"{used_bugs} of the {size} submissions carry a bug from tests/fixtures",
-        )
-    )
-    unavailable = "" if has_jobs else "tools/grade.py has no --jobs option yet"
-    section.figures.append(
-        Figure(
-            "class_jobs2",
-            "grade the same class, 2 workers (`--jobs 2`)",
-            "the same class, 1 worker",
-            t2,
-            t1 if has_jobs else [],
-            target=("<=", round(1 / 1.7, 3)),
-            target_label="at least 1.7x faster",
-            planned=R,
-            invalid=bad2,
-            unavailable=unavailable,
-            note=_parallel_note(t1, inner1, inner2),
-        )
-    )
-    largest = max(per, key=lambda a: statistics.median(per[a]["mem"]))
-    mem_floor = f"nbclient executing {largest} (the largest)"
-    section.figures.append(
-        Figure(
-            "memory_jobs1",
-            "peak memory of one process, class with 1 worker",
-            mem_floor,
-            m1,
-            per[largest]["mem"],
-            unit="MiB",
-            planned=R,
-        )
-    )
-    section.figures.append(
-        Figure(
-            "memory_jobs2",
-            "peak memory of one process, class with 2 workers",
-            mem_floor,
-            m2,
-            per[largest]["mem"] if has_jobs else [],
-            unit="MiB",
-            planned=R,
-            unavailable=unavailable,
-        )
+    for index, (data, _) in enumerate(classes):
+        section.figures += class_figures(data, R, memory=index == 0)
+    section.figures.append(scale_figure(scale))
+    section.notes.append(
+        "per submission = the wall clock of one `logreg-grade --jobs 1` of the whole class "
+        "divided by its size (start-up, fork server, storing, grades.csv and plot included); "
+        "plain nbgrader ran once per class (it costs about one notebook execution per student)"
     )
     section.notes.append(
-        "peak memory is ru_maxrss of the largest single process (grader, worker or kernel); "
-        "with 2 workers two kernels are alive at once, so the machine holds about twice that"
+        "peak memory is ru_maxrss of the largest single process (grader, worker, fork server "
+        "or kernel), not a sum: with 2 workers two fork servers are alive at once"
     )
     return section

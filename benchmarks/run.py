@@ -4,7 +4,8 @@ Sections (each module's docstring says what is measured and against what):
 
 - library: a gradient-descent step, an SGD epoch, the stable functions, mlp_backward;
 - book: cold and incremental `jupyter-book build`s against running the chapters as scripts;
-- grading: tools/grade.py per submission and for a synthetic class, with 1 and 2 workers.
+- grading: `logreg-grade` on classes of one assignment against nbclient and plain nbgrader,
+  one submission in its own command, 2 workers against 1, and 10x the submissions.
 
 Every figure is the median of several runs over the median of a floor measured in the same
 run, interleaved with it; ratios travel between machines, absolute times do not. A section
@@ -30,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import report  # noqa: E402
 from benchmarks._timing import Budget, Section, machine_info  # noqa: E402
+from benchmarks.grading import CLASS_ASSIGNMENTS, SCALE_ASSIGNMENT, SCALE_FACTOR  # noqa: E402
 
 SECTIONS = ("library", "book", "grading")
 TITLES = {"library": "The library", "book": "Book build", "grading": "Grading"}
@@ -73,28 +75,57 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch.set_num_threads here, OMP_NUM_THREADS in builds and kernels (default 1)",
     )
     parser.add_argument(
-        "--students",
+        "--class-size",
         type=int,
         default=None,
-        help="students in the synthetic class graded with 1 and 2 workers (default 2; --quick 1)",
+        help="submissions in each graded class (default 50; --quick 3)",
+    )
+    parser.add_argument(
+        "--class-assignments",
+        type=lambda text: tuple(a for a in text.split(",") if a),
+        default=None,
+        help="comma-separated assignments graded as a class, one submission alone, and\n"
+        "with 2 workers (default " + ",".join(CLASS_ASSIGNMENTS) + f"; --quick {SCALE_ASSIGNMENT})",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help=f"the smaller synthetic class of the scaling figure; the larger has {SCALE_FACTOR}x\n"
+        "as many (default 100, so 1,000; --quick 2)",
+    )
+    parser.add_argument(
+        "--scale-assignment",
+        default=SCALE_ASSIGNMENT,
+        help=f"the assignment of the scaling figure (default {SCALE_ASSIGNMENT}, a cheap one)",
     )
     parser.add_argument(
         "--budget",
         type=float,
-        default=840.0,
-        help="seconds for the whole run (default 840 = 14 min); book and grading figures stop\n"
+        default=1200.0,
+        help="seconds for the whole run (default 1200 = 20 min); book and grading figures stop\n"
         "repeating when the rest would not fit, and report how many runs they made",
     )
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    args.library_repeats = args.library_repeats or (2 if args.quick else 7)
-    args.students = args.students or (1 if args.quick else 2)
+    defaults = {  # (normal, --quick); None in args means "not given"
+        "repeats": (3, 1),
+        "library_repeats": (7, 2),
+        "class_size": (50, 3),
+        "class_assignments": (CLASS_ASSIGNMENTS, (SCALE_ASSIGNMENT,)),
+        "scale": (100, 2),
+    }
+    for name, (normal, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else normal)
     args.warmup = 1 if args.quick else 2
+    args.grading_warmup = 0 if args.quick else 1
     args.out = args.out.resolve()
     args.logs = ROOT / "_build" / "benchmarks" / "logs"
-    for name in ("repeats", "library_repeats", "threads", "students"):
+    for name in ("repeats", "library_repeats", "threads", "class_size", "scale"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.class_assignments:
+        parser.error("--class-assignments needs at least one assignment id")
     return args
 
 

@@ -1,7 +1,9 @@
-"""benchmarks/run.py writes a consistent report: `--only library --quick` end to end (< 30 s).
+"""benchmarks/run.py writes a consistent report: `--only library --quick` end to end (< 30 s),
+and the grading section's logic (synthetic classes, checks of a run, its figures) on data.
 
 The figures' values are not checked (they depend on the machine); their presence, their
-ratios (median / floor), the verdicts against the targets and the Markdown table are.
+ratios (median / floor), the verdicts against the targets and the Markdown table are. The
+grading section itself runs for real only in the slow smoke test at the end.
 """
 
 import json
@@ -137,3 +139,308 @@ def test_figure_ratio_and_verdicts():
     assert fig.met is None and fig.verdict == "invalid"
     missing = Figure("k", "name", "floor", unavailable="grade.py has no --jobs")
     assert missing.ratio is None and missing.verdict == "not available"
+
+
+# --- the grading section, on data -----------------------------------------------------------
+
+from benchmarks import grading  # noqa: E402
+from benchmarks._timing import Measured  # noqa: E402
+from benchmarks.report import figure_row  # noqa: E402
+from benchmarks.run import parse_args  # noqa: E402
+
+
+def _notebook(*cells) -> str:
+    """A minimal notebook whose code cells carry the given nbgrader grade_ids."""
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {"nbgrader": {"grade_id": gid, "solution": True}},
+                "source": f"# {gid}\n",
+                "outputs": [],
+                "execution_count": None,
+            }
+            for gid in cells
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(nb)
+
+
+BUGS = [
+    {"name": "first", "assignment": "a", "replace": {"f": "def f(): return 1\n"}},
+    {"name": "second", "assignment": "a", "replace": {"g": "def g(): return 2\n"}},
+]
+
+
+def test_apply_bug_replaces_the_named_cells_only():
+    text = grading.apply_bug(_notebook("f", "g"), BUGS[0])
+    cells = json.loads(text)["cells"]
+    assert [c["source"] for c in cells] == ["def f(): return 1\n", "# g\n"]
+    with pytest.raises(KeyError, match="no cell with grade_id"):
+        grading.apply_bug(_notebook("g"), BUGS[0])
+
+
+def test_class_plan_mixes_solutions_bugs_and_releases():
+    solution = _notebook("f", "g")
+    plan = grading.class_plan(50, solution, BUGS, release="RELEASE")
+    assert len(plan) == 50 and len({e.student for e in plan}) == 50
+    kinds = [e.kind for e in plan]
+    assert kinds.count("solution") == 25
+    assert kinds.count("release") == 5 and all(kinds[k] == "release" for k in range(9, 50, 10))
+    assert kinds.count("bug:first") == 10 and kinds.count("bug:second") == 10
+    for entry in plan:
+        if entry.kind == "solution":
+            assert entry.text == solution
+        elif entry.kind == "release":
+            assert entry.text == "RELEASE"
+        else:
+            assert entry.text == grading.apply_bug(solution, BUGS[entry.kind == "bug:second"])
+    # Without bugs or a release, everyone hands in the solution.
+    assert {e.kind for e in grading.class_plan(7, solution, [], None)} == {"solution"}
+
+
+def test_scale_plan_cycles_a_few_notebooks_under_distinct_names():
+    plan = grading.scale_plan(1000, _notebook("f", "g"), BUGS, release="RELEASE")
+    assert len({e.student for e in plan}) == 1000
+    assert [e.kind for e in plan[:5]] == [
+        "solution",
+        "bug:first",
+        "bug:second",
+        "release",
+        "solution",
+    ]
+
+
+def _row(student, score="10", status="ok", aid="a"):
+    return {
+        "student": student,
+        "assignment": aid,
+        "score": score,
+        "max_score": "12",
+        "status": status,
+        "reason": "",
+    }
+
+
+def test_check_grades_finds_what_makes_a_run_invalid():
+    entries = [
+        grading.Entry("s0", "solution", ""),
+        grading.Entry("s1", "bug:first", ""),
+        grading.Entry("s2", "solution", ""),
+    ]
+    good = [_row("s0"), _row("s1", "4"), _row("s2")]
+    assert grading.check_grades(good, entries, "a") == ""
+    assert "1 of 3 submissions not in grades.csv" in grading.check_grades(good[:2], entries, "a")
+    other = [_row("s0"), _row("s1", aid="b"), _row("s2")]  # a row of another assignment
+    assert "not in grades.csv" in grading.check_grades(other, entries, "a")
+    failed = [_row("s0"), _row("s1", "0", "failed: worker_died"), _row("s2")]
+    assert "1 submissions failed" in grading.check_grades(failed, entries, "a")
+    flagged = [_row("s0", status="tampering"), _row("s1", "4"), _row("s2")]
+    assert "the solution got status 'tampering'" in grading.check_grades(flagged, entries, "a")
+    differ = [_row("s0"), _row("s1", "4"), _row("s2", "9")]
+    assert "different scores" in grading.check_grades(differ, entries, "a")
+    summary = grading.score_summary(failed, entries, "a")
+    assert summary == "scores 10/12 x 2, 0/12 x 1; statuses other than ok: failed: worker_died x 1"
+
+
+SUMMARY = """\
+assignment               students    mean   max failed  s/sub
+02_numerical_stability          4   12.00    14      0   1.16
+04_gradients                   50    9.50    20      1   0.31
+grades: /tmp/c/grades.csv
+"""
+
+
+def test_parse_summary_reads_the_last_table():
+    older = SUMMARY.replace("0.31", "9.99")
+    parsed = grading.parse_summary("noise\n" + older + "more noise\n" + SUMMARY)
+    assert parsed == {"02_numerical_stability": (4, 1.16), "04_gradients": (50, 0.31)}
+    assert grading.parse_summary("no table here") == {}
+
+
+def test_reset_course_puts_the_registered_gradebook_back(tmp_path):
+    import sqlite3
+
+    course = tmp_path / "course"
+    (course / "gradebook").mkdir(parents=True)
+    db = course / "gradebook" / "gradebook.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE assignment (name TEXT)")
+        con.execute("INSERT INTO assignment VALUES ('a')")
+    con.close()
+    template = tmp_path / "registered.db"
+    grading.snapshot_gradebook(course, template)
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE submission (student TEXT)")
+        con.execute("INSERT INTO submission VALUES ('s0')")
+    con.close()
+    for name in ("autograded/s0/a", "feedback/s0/a", "_build/grades"):
+        (course / name).mkdir(parents=True)
+    (course / "grades.csv").write_text("student\ns0\n")
+    (course / "gradebook" / "gradebook.db-wal").write_text("stale")
+    grading.reset_course(course, template)
+    assert not any((course / n).exists() for n in ("autograded", "feedback", "_build"))
+    assert not (course / "grades.csv").exists()
+    assert not (course / "gradebook" / "gradebook.db-wal").exists()
+    with sqlite3.connect(db) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        assert tables == {"assignment"}
+        assert con.execute("SELECT name FROM assignment").fetchall() == [("a",)]
+    con.close()
+
+
+def _runs(*seconds, per_sub=(), problem="", mib=100.0):
+    runs = grading.Runs()
+    for s in seconds:
+        runs.add(Measured(s, 0, mib))
+    runs.per_sub += list(per_sub)
+    if problem:
+        runs.problems.append(problem)
+    return runs
+
+
+def _class_data(**overrides):
+    data = grading.ClassData(
+        "04_gradients",
+        50,
+        {"solution": 25, "bug:x": 20, "release": 5},
+        nbclient=_runs(4.0, 5.0, 6.0, mib=400.0),
+        single=_runs(3.0, 4.0, 5.0),
+        register=_runs(8.0),
+        jobs1=_runs(25.0, 30.0, 35.0, per_sub=(0.4, 0.4, 0.4), mib=300.0),
+        jobs2=_runs(16.0, 17.0, 18.0, per_sub=(0.45,), mib=250.0),
+        nbgrader=_runs(250.0),
+    )
+    for key, value in overrides.items():
+        setattr(data, key, value)
+    return data
+
+
+def test_class_figures_ratios_targets_and_verdicts():
+    figures = {f.key: f for f in grading.class_figures(_class_data(), 3, memory=True)}
+    assert set(figures) == {
+        "class_04_gradients_vs_nbclient",
+        "class_04_gradients_vs_nbgrader",
+        "single_04_gradients",
+        "register_04_gradients",
+        "class_04_gradients_jobs2",
+        "memory_04_gradients_jobs1",
+        "memory_04_gradients_jobs2",
+    }
+    vs_nbclient = figures["class_04_gradients_vs_nbclient"]
+    assert vs_nbclient.runs == [0.5, 0.6, 0.7]  # the class's wall clock / 50
+    assert math.isclose(vs_nbclient.ratio, 0.6 / 5.0) and vs_nbclient.target == ("<=", 0.15)
+    assert vs_nbclient.verdict == "met"
+    assert "25 solutions, 20 with a planted bug (1 different), 5 untouched releases" in (
+        vs_nbclient.note
+    )
+    assert "about 20.0 s of the 30.0 s command" in vs_nbclient.note
+    vs_nbgrader = figures["class_04_gradients_vs_nbgrader"]
+    assert vs_nbgrader.floor_runs == [5.0] and math.isclose(vs_nbgrader.ratio, 0.12)
+    assert vs_nbgrader.target == ("<=", 0.25) and vs_nbgrader.verdict == "met"
+    single = figures["single_04_gradients"]
+    assert math.isclose(single.ratio, 0.8) and single.verdict == "met"
+    assert figures["register_04_gradients"].verdict == "-"  # no target
+    jobs2 = figures["class_04_gradients_jobs2"]
+    assert math.isclose(jobs2.ratio, 17.0 / 30.0)  # 1.76x faster: missed
+    assert jobs2.verdict == "missed" and "speed-up 1.76x" in jobs2.note
+    assert "(at least 1.8x faster)" in figure_row(jobs2)
+    assert figures["memory_04_gradients_jobs1"].unit == "MiB"
+    faster = grading.class_figures(_class_data(jobs2=_runs(16.0, 16.5, 16.6)), 3)
+    assert {f.key: f for f in faster}["class_04_gradients_jobs2"].verdict == "met"  # 1.82x
+
+
+def test_a_run_that_went_wrong_makes_its_figures_invalid():
+    bad = _class_data(jobs1=_runs(25.0, problem="2 submissions failed"))
+    figures = {f.key: f for f in grading.class_figures(bad, 3)}
+    for key in ("vs_nbclient", "vs_nbgrader", "jobs2"):
+        fig = figures[f"class_04_gradients_{key}"]
+        assert fig.verdict == "invalid" and "2 submissions failed" in fig.invalid
+    assert figures["single_04_gradients"].verdict == "met"
+    assert "1 of 3" in figure_row(figures["class_04_gradients_vs_nbclient"])
+    nbgrader_bad = _class_data(nbgrader=_runs(250.0, problem="exit status 1"))
+    fig = {f.key: f for f in grading.class_figures(nbgrader_bad, 3)}[
+        "class_04_gradients_vs_nbgrader"
+    ]
+    assert fig.verdict == "invalid" and fig.invalid == "exit status 1"
+    runs = grading.Runs()
+    runs.add(Measured(3.0, 0, 1.0, timed_out=True))
+    runs.add(Measured(3.0, 2, 1.0))
+    assert runs.problem == "timed out after 3 s (and 1 more run(s) went wrong)"
+
+
+def test_scale_figure_target_is_eleven_times_for_ten_times_the_submissions():
+    scale = grading.ScaleData("02_numerical_stability", 100, 1000, notebooks=4)
+    scale.small_runs, scale.large_runs = _runs(20.0, 22.0), _runs(200.0)
+    fig = grading.scale_figure(scale)
+    assert fig.target == ("<=", 11.0) and math.isclose(fig.ratio, 200.0 / 21.0)
+    assert fig.verdict == "met" and "copies of 4 notebooks" in fig.note
+    assert "per submission 210 ms (100) and 200 ms (1,000)" in fig.note
+    scale.large_runs = _runs(240.0)
+    assert grading.scale_figure(scale).verdict == "missed"
+
+
+def test_agreement_note_compares_totals_with_plain_nbgrader():
+    ours = [_row("s0", "10"), _row("s1", "4"), _row("s2", "10", aid="b")]
+    assert grading.agreement_note(ours, {"s0": 10.0, "s1": 4.0}, "a") == (
+        "plain nbgrader gives the same total as logreg-grade to 2 of 2"
+    )
+    note = grading.agreement_note(ours, {"s0": 10.0, "s1": 0.0}, "a")
+    assert note.endswith("to 1 of 2 (nbgrader vs logreg-grade: s1: 0 vs 4)")
+
+
+def test_grading_options_and_their_defaults():
+    args = parse_args([])
+    assert args.class_size == 50 and args.class_assignments == grading.CLASS_ASSIGNMENTS
+    assert args.scale == 100 and args.budget == 1200.0 and args.grading_warmup == 1
+    quick = parse_args(["--quick"])
+    assert quick.class_size == 3 and quick.scale == 2 and quick.grading_warmup == 0
+    assert quick.class_assignments == (grading.SCALE_ASSIGNMENT,)
+    chosen = parse_args(["--class-assignments", "01_synthetic_data,03_forward_pass"])
+    assert chosen.class_assignments == ("01_synthetic_data", "03_forward_pass")
+    with pytest.raises(SystemExit):
+        parse_args(["--class-size", "0"])
+
+
+def test_failure_names_the_exit_status_and_the_last_line():
+    output = "$ logreg-grade --root x\ngrading:  50%|#####\rTraceback ...\nValueError: boom\n"
+    assert grading.failure(Measured(1.0, 1, 1.0), output) == "exit status 1: ValueError: boom"
+    assert grading.failure(Measured(9.0, -9, 1.0, timed_out=True), "") == "timed out after 9 s"
+
+
+@pytest.mark.slow
+def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
+    """The real grader, two commands: registering a course, then grading two submissions."""
+    from types import SimpleNamespace
+
+    from nbgrader.api import Gradebook
+
+    from logreg_grader import release
+
+    aid = grading.SCALE_ASSIGNMENT
+    master = release.notebook_text(release.source_notebook(ROOT / "solutions" / aid / f"{aid}.md"))
+    bug = grading.load_bugs()[aid][0]
+    entries = [
+        grading.Entry("student0000", "solution", master),
+        grading.Entry("student0001", f"bug:{bug['name']}", grading.apply_bug(master, bug)),
+    ]
+    (tmp_path / "logs").mkdir()
+    bench = grading.Bench(SimpleNamespace(threads=1), tmp_path, tmp_path / "logs")
+    course, registered = bench.course("course", aid, entries)
+    assert registered.ok and registered.seconds > 0
+    measured, problem, per_sub = bench.grade(course, 1, "grade")
+    log = (tmp_path / "logs" / "grade.log").read_text(errors="replace")
+    assert measured.ok and problem == "", log[-2000:]
+    assert per_sub is not None and per_sub > 0  # the summary table is still readable
+    rows = {r["student"]: r for r in grading.read_grades(course)}
+    assert float(rows["student0001"]["score"]) < float(rows["student0000"]["score"])
+    assert (course / "feedback" / "student0001" / aid / f"{aid}.html").exists()
+    grading.reset_course(course, bench.templates[course])
+    url = "sqlite:///" + str(course / "gradebook" / "gradebook.db")
+    with Gradebook(url, "logreg-lessons") as gb:
+        assert gb.find_assignment(aid).name == aid  # still registered
+        assert gb.submission_dicts(aid) == []  # nothing graded
+    assert not (course / "feedback").exists() and not (course / "grades.csv").exists()
