@@ -366,6 +366,9 @@ def test_a_run_that_went_wrong_makes_its_figures_invalid():
         "class_04_gradients_vs_nbgrader"
     ]
     assert fig.verdict == "invalid" and fig.invalid == "exit status 1"
+    skipped = _class_data(nbgrader=grading.Runs(), nbgrader_skipped="not run: budget")
+    fig = {f.key: f for f in grading.class_figures(skipped, 3)}["class_04_gradients_vs_nbgrader"]
+    assert fig.verdict == "not available" and fig.ratio is None
     runs = grading.Runs()
     runs.add(Measured(3.0, 0, 1.0, timed_out=True))
     runs.add(Measured(3.0, 2, 1.0))
