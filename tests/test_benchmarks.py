@@ -447,3 +447,14 @@ def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
         assert gb.find_assignment(aid).name == aid  # still registered
         assert gb.submission_dicts(aid) == []  # nothing graded
     assert not (course / "feedback").exists() and not (course / "grades.csv").exists()
+
+
+def test_same_grades_compares_two_runs():
+    first = [_row("s0"), _row("s1", "4")]
+    assert grading.same_grades(first, list(reversed(first))) == ""
+    problem = grading.same_grades(first, [_row("s0"), _row("s1", "4", "timeout")])
+    assert problem == (
+        "1 submissions graded differently than with 1 worker "
+        "(s1/a: ('4', 'ok') vs ('4', 'timeout'))"
+    )
+    assert "s1/a: ('4', 'ok') vs None" in grading.same_grades(first, first[:1])
