@@ -303,6 +303,7 @@ _T0 = time.perf_counter()  # when this module was imported: the process's start,
 
 def run(args) -> int:
     t = {"startup": time.perf_counter() - _T0}
+    os.environ["LOGREG_GRADER_RUN"] = str(os.getpid())  # marks every process of this run
     from nbgrader.api import Gradebook
 
     _quiet()

@@ -48,7 +48,8 @@ def _clean_env() -> dict:
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see the machine notes
+    # LOGREG_GRADER_RUN: the pid of the grading run, so its processes can be told apart.
+    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LOGREG_GRADER_RUN"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env

@@ -1,0 +1,97 @@
+"""logreg-grade as an instructor runs it: arguments, interruption, incremental regrading."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from logreg_grader import release
+
+REPO = Path(__file__).resolve().parents[1]
+AID = "02_numerical_stability"
+GRADE = str(Path(sys.executable).parent / "logreg-grade")
+pytestmark = pytest.mark.slow
+
+
+def _course(root: Path, students: int) -> Path:
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    (root / "solutions" / AID).mkdir(parents=True)
+    md = REPO / "solutions" / AID / f"{AID}.md"
+    shutil.copy(md, root / "solutions" / AID / md.name)
+    nb = release.source_notebook(md)
+    for i in range(students):
+        folder = root / "submitted" / f"s{i:02d}" / AID
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{AID}.ipynb")
+    return root
+
+
+def _run(root, *args, **kw):
+    return subprocess.run([GRADE, "--root", str(root), *args], capture_output=True, text=True,
+                          timeout=900, **kw)  # fmt: skip
+
+
+def _graded(root) -> int:
+    db = root / "gradebook" / "gradebook.db"
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute("SELECT COUNT(*) FROM logreg_grader_status").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _processes_of_run(pid: int) -> list[str]:
+    """Fork servers and student processes started by the grading run ``pid``."""
+    marker = f"LOGREG_GRADER_RUN={pid}".encode()
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != pid:
+            try:
+                environ = Path(entry.path, "environ").read_bytes().split(b"\0")
+                if marker in environ:
+                    out.append(f"{entry.name} uid={entry.stat().st_uid}")
+            except OSError:
+                continue
+    return out
+
+
+def test_bad_arguments_say_what_is_expected(tmp_path):
+    root = _course(tmp_path, 0)
+    result = _run(root, "--jobs", "0")
+    assert result.returncode == 2 and "--jobs must be at least 1, got 0" in result.stderr
+    result = _run(root, "--assignment", "02_numerical_stabilty")
+    assert result.returncode == 2
+    assert "no assignment '02_numerical_stabilty'" in result.stderr and AID in result.stderr
+
+
+def test_sigterm_stops_everything_keeps_what_was_graded_and_a_rerun_grades_the_rest(tmp_path):
+    root = _course(tmp_path, 6)
+    proc = subprocess.Popen([GRADE, "--root", str(root), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while _graded(root) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert len(lines) == 1 and "run it again to grade the rest" in lines[0]
+    kept = _graded(root)
+    assert 2 <= kept < 6
+    time.sleep(1)
+    assert _processes_of_run(proc.pid) == [], "fork servers or student processes outlived it"
+    again = _run(root, "--jobs", "2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{kept} unchanged submissions kept as graded" in again.stdout
+    assert _graded(root) == 6
+    rows = (root / "grades.csv").read_text().splitlines()
+    assert len(rows) == 7 and all(",ok," in r for r in rows[1:]), rows
