@@ -95,3 +95,22 @@ def test_sigterm_stops_everything_keeps_what_was_graded_and_a_rerun_grades_the_r
     assert _graded(root) == 6
     rows = (root / "grades.csv").read_text().splitlines()
     assert len(rows) == 7 and all(",ok," in r for r in rows[1:]), rows
+
+
+def test_formgrader_sees_every_submission_autograded_with_its_timestamp(tmp_path):
+    """nbgrader's own API (what formgrader's pages call) reads what logreg-grade wrote."""
+    root = _course(tmp_path, 2)
+    result = _run(root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from logreg_grader import gradebook
+
+    api = gradebook.nbgrader_api(root)
+    subs = {s["student"]: s for s in api.get_submissions(AID)}
+    assert set(subs) == {"s00", "s01"}
+    for sub in subs.values():
+        assert sub["autograded"] is True and sub["submitted"] is True, sub
+        assert sub["timestamp"] is not None
+        assert sub["needs_manual_grade"] is True  # the written answers wait for a person
+        assert sub["code_score"] == sub["max_code_score"] > 0
+    notebooks = api.get_notebook_submission_indices(AID, AID)
+    assert len(notebooks) == 2  # formgrader can open each notebook for manual grading
