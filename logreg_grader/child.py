@@ -167,8 +167,10 @@ class Server:
         fn = self.target(msg["target"])
         args = codec.decode(msg["args"], self.table_in)
         kwargs = codec.decode(msg["kwargs"], self.table_in)
+        import torch
+
         sink = io.StringIO()
-        error = None
+        error, reply = None, {}
         rec = Recorder(self.watched)
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             with warnings.catch_warnings():
@@ -176,23 +178,20 @@ class Server:
                 with rec:
                     try:
                         result = fn(*args, **kwargs)
+                        rec.obs.graph = self.check.has_graph(result)
+                        # Encoded while recording: a generator's body runs only now.
+                        reply["value"] = codec.encode(result, self.table_out)
+                        after = [
+                            a if isinstance(a, torch.Tensor | torch.Generator) else None
+                            for a in list(args) + list(kwargs.values())
+                        ]
+                        reply["after"] = codec.encode(after, self.table_out)
                     except Exception as e:  # noqa: BLE001 - goes back to the test
                         error = e
-        obs = rec.obs
+        reply["observed"] = rec.obs.to_dict()
         if error is not None:
-            return {"error": codec.exc_info(error), "observed": obs.to_dict()}
-        obs.graph = self.check.has_graph(result)
-        import torch
-
-        after = [
-            a if isinstance(a, torch.Tensor | torch.Generator) else None
-            for a in list(args) + list(kwargs.values())
-        ]
-        return {
-            "value": codec.encode(result, self.table_out),
-            "after": codec.encode(after, self.table_out),
-            "observed": obs.to_dict(),
-        }
+            return {"error": codec.exc_info(error), "observed": reply["observed"]}
+        return reply
 
     def do_getattr(self, msg):
         return {

@@ -36,6 +36,19 @@ _push_mode = torch._C._push_on_torch_dispatch_stack
 _pop_mode = torch._C._pop_torch_dispatch_stack
 _stack_len = torch._C._len_torch_dispatch_stack
 _stack_at = torch._C._get_dispatch_stack_at
+_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
+_PYTHON_KEY = torch._C.DispatchKey.Python
+# The mode stack's builtins: calling one from outside torch is tampering, however obtained.
+_STACK_BUILTINS = {
+    id(f): f"torch._C.{f.__name__}"
+    for f in (
+        _push_mode,
+        _pop_mode,
+        getattr(torch._C, "_set_dispatch_mode", None),
+        getattr(torch._C, "_unset_dispatch_mode", None),
+    )
+    if f is not None
+}
 # Entry points that turn the recording off; calling them from outside torch is tampering.
 _SWITCHES = (
     ("torch._C", "_DisableTorchDispatch"),
@@ -119,7 +132,11 @@ class _Mode(TorchDispatchMode):
             rec.obs.ops.add(func._overloadpacket.__name__)
             if not rec.obs.backward and torch._C._current_graph_task_id() != -1:
                 rec.obs.backward = True
-        return func(*args, **(kwargs or {}))
+        rec.dispatching += 1  # the mode is off the stack while the kernel runs: not tampering
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            rec.dispatching -= 1
 
 
 class Recorder:
@@ -138,6 +155,8 @@ class Recorder:
         self.watched = tuple(str(w).rstrip("/") + "/" for w in watched)
         self.obs = Observation()
         self.paused = False
+        self.dispatching = 0
+        self._noted = False
         self._seen: set = set()
         self._mode = _Mode(self)
         self._undo: list = []
@@ -149,6 +168,22 @@ class Recorder:
         try:
             if self.paused or frame.f_code.co_filename == __file__:
                 return
+            # Whatever switched it off, the effect shows in the calls the code under test
+            # makes: Python dispatch excluded (torch's own code is not the code under test).
+            caller = frame if event == "c_call" else frame.f_back
+            outside = caller is not None and not caller.f_code.co_filename.startswith(
+                (_TORCH_DIR, __file__)
+            )
+            if (
+                outside
+                and not self._noted
+                and event in ("call", "c_call")
+                and _excluded(_PYTHON_KEY)
+            ):
+                self._noted = True
+                self.obs.tampering.append("the recording of torch operators was switched off")
+            if outside and event == "c_call" and id(arg) in _STACK_BUILTINS:
+                self.obs.tampering.append(f"called {_STACK_BUILTINS[id(arg)]}")
             if event == "c_call":
                 module = getattr(arg, "__module__", None)
                 owner = getattr(arg, "__self__", None)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-import html
 import io
 import json
 import sys
 import time
 import warnings
 
+from logreg_grader import neutralise
 from logreg_grader import notebook as nbm
 from logreg_grader.bans import BannedOperation
 from logreg_grader.remote import Remote, SandboxLost, Session
@@ -121,11 +121,6 @@ def _run_test(session: Session, master: nbm.Master, test: nbm.TestCell) -> TestR
     return result
 
 
-def _escape_markdown(source: str) -> str:
-    """Markdown whose HTML shows as text (formgrader renders it on the Jupyter origin)."""
-    return source.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _code_outputs(reply: dict) -> list[dict]:
     outputs = []
     for name in ("stdout", "stderr"):
@@ -178,12 +173,11 @@ def grade(master: nbm.Master, nb: dict, session: Session, graded: Graded) -> Non
         if not isinstance(cell, dict):
             continue
         cell = copy.deepcopy(cell)
-        cell.pop("attachments", None)
         gid = str(nbm.nbgrader_meta(cell).get("grade_id", ""))
         if cell.get("cell_type") != "code":
-            cell["source"] = _escape_markdown(nbm.source_of(cell))
-            out_cells.append(cell)
+            out_cells.append(neutralise.markdown_cell(cell))
             continue
+        cell.pop("attachments", None)
         cell["outputs"], cell["execution_count"] = [], None
         if gid in master.tests:
             if gid not in done:
@@ -262,7 +256,3 @@ def structure(master: nbm.Master, cells: list, graded: Graded) -> None:
     if not attempted and graded.status is Status.OK:
         graded.status = Status.NOT_ATTEMPTED
         graded.reasons.append("every solution cell is still the release's stub")
-
-
-def escape(text: str) -> str:
-    return html.escape(str(text))
