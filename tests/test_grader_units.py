@@ -320,3 +320,30 @@ def test_a_hang_costs_one_call_and_the_process_comes_back(session):
         names["hang"]()
     assert info.value.kind == "timeout"
     assert session.lookup({"ok"})["ok"]() == 42  # replayed after the restart
+
+
+# --- what the instructor's browser renders ----------------------------------------------------
+
+
+def test_student_markdown_is_inert_but_says_what_it_said():
+    from logreg_grader.neutralise import markdown_cell
+
+    png = "iVBORw0KGgo="
+    cell = {
+        "cell_type": "markdown",
+        "metadata": {},
+        "source": "If $z < -104$ then `p < 1e-45` holds, and a < b.\n<script>alert(1)</script>\n"
+        "<img src=x onerror=alert(1)> [x](javascript:alert(1)) [y]( JaVa&#115;cript:x)\n"
+        "![s](attachment:s.png) ![v](attachment:v.svg)\n$$\\begin{aligned} a &= b \\end{aligned}$$",
+        "attachments": {"s.png": {"image/png": png}, "v.svg": {"image/svg+xml": "<svg/>"}},
+    }
+    out = markdown_cell(cell)
+    src = out["source"]
+    assert "$z < -104$" in src and "`p < 1e-45`" in src and "a &lt; b" in src
+    assert "<script" not in src and "<img" not in src and "javascript" not in src.lower()
+    assert "](#)" in src and "![s](attachment:s.png)" in src and "![v](#)" in src
+    assert "a &= b" in src
+    assert out["attachments"] == {"s.png": {"image/png": png}}
+    raw = markdown_cell({"cell_type": "raw", "metadata": {"raw_mimetype": "text/html"},
+                         "source": "<script>x</script>"})  # fmt: skip
+    assert raw["source"] == "&lt;script>x&lt;/script>" and raw["metadata"] == {}
