@@ -7,15 +7,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader_harness import autograded_cells
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "attacks"))
 import battery  # noqa: E402
+import honest  # noqa: E402
 
 from logreg_grader import release  # noqa: E402
 from logreg_grader.notebook import Master  # noqa: E402
@@ -31,12 +34,14 @@ def _env():
     return env
 
 
-def _course(root: Path) -> nbformat.NotebookNode:
+def _course(root: Path, aids=(AID,)) -> nbformat.NotebookNode:
+    """Copy the config and the sources of ``aids``; the solution notebook of the first."""
     shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
-    (root / "solutions" / AID).mkdir(parents=True)
-    md = REPO / "solutions" / AID / f"{AID}.md"
-    shutil.copy(md, root / "solutions" / AID / md.name)
-    return release.source_notebook(md)
+    for aid in aids:
+        (root / "solutions" / aid).mkdir(parents=True)
+        md = REPO / "solutions" / aid / f"{aid}.md"
+        shutil.copy(md, root / "solutions" / aid / md.name)
+    return release.source_notebook(REPO / "solutions" / aids[0] / f"{aids[0]}.md")
 
 
 def _grade(root, *extra, wait=True):
@@ -63,37 +68,69 @@ def _rows(root):
         return {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
 
 
+def _sandbox_files() -> dict[str, int]:
+    """Paths in the host's /tmp and /dev/shm owned by a sandbox uid (>= UID_BASE), by uid."""
+    from logreg_grader.sandbox import UID_BASE
+
+    found = {}
+    for top in ("/tmp", "/dev/shm"):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=lambda err: None):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    uid = os.lstat(path).st_uid
+                except OSError:
+                    continue
+                if uid >= UID_BASE:
+                    found[path] = uid
+    return found
+
+
 @pytest.fixture(scope="module")
-def battery_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attacks")
-    solution = _course(root)
+def battery_run():
+    # A world-traversable course (not under pytest's private 0700 folder): the files the
+    # attacks try to read are readable by any uid, so only the sandbox can keep them away.
+    root = Path(tempfile.mkdtemp(prefix="logreg-attacks-"))
+    root.chmod(0o755)
+    aids = sorted({a.get("assignment", AID) for a in battery.ATTACKS})
+    _course(root, aids)
+    solutions = {a: release.source_notebook(REPO / "solutions" / a / f"{a}.md") for a in aids}
     for attack in battery.ATTACKS:
-        battery.build(attack, solution, root / "submitted" / attack["name"] / AID)
+        aid = attack.get("assignment", AID)
+        battery.build(attack, solutions[aid], root / "submitted" / attack["name"] / aid)
+    before = _sandbox_files()
     start = time.perf_counter()
     result = _grade(root, "--jobs", "2")
-    return root, result, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    left = {p: uid for p, uid in _sandbox_files().items() if p not in before}
+    yield root, result, seconds, left
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_batch_completes(battery_run):
-    root, result, seconds = battery_run
+    root, result, seconds, _ = battery_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = _rows(root)
-    assert {s for s, _ in rows} == {a["name"] for a in battery.ATTACKS}
+    assert set(rows) == {(a["name"], a.get("assignment", AID)) for a in battery.ATTACKS}
     print(f"battery graded in {seconds:.0f} s")
+    print(result.stdout)
 
 
 @pytest.mark.parametrize("attack", battery.ATTACKS, ids=[a["name"] for a in battery.ATTACKS])
 def test_attack_gets_exact_score_and_status(battery_run, attack):
-    root, result, _ = battery_run
-    row = _rows(root)[(attack["name"], AID)]
+    root, result, _, _ = battery_run
+    row = _rows(root)[(attack["name"], attack.get("assignment", AID))]
     status = row["status"]
     expected = attack["status"]
     assert status == expected or status.startswith(expected + ":"), (status, row["reason"])
     assert float(row["score"]) == attack["score"], (row["score"], status, row["reason"])
+    if "reason" in attack:
+        assert attack["reason"] in row["reason"], row["reason"]
+        assert "kernel" not in row["reason"], row["reason"]
 
 
 def test_feedback_never_shows_hidden_tests(battery_run):
-    root, _, _ = battery_run
+    root, _, _, _ = battery_run
     master = Master.from_text(AID, (root / "solutions" / AID / f"{AID}.ipynb").read_text())
     secret = master.hidden
     for path in (root / "feedback").rglob("*.html"):
@@ -101,6 +138,109 @@ def test_feedback_never_shows_hidden_tests(battery_run):
         assert "HIDDEN TESTS" not in text
         lines = {ln.strip() for ln in text.splitlines()}
         assert not (secret & lines), path
+
+
+def _cell_scores(root, aid, student):
+    """grade_id -> (score, points) of every autograded cell, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    cfg = release.load_config(root, root)
+    solution = release.source_notebook(REPO / "solutions" / aid / f"{aid}.md")
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        return {
+            gid: (gb.find_grade(gid, aid, aid, student).score, points)
+            for gid, points in autograded_cells(solution)
+        }
+
+
+@pytest.mark.parametrize(
+    "student, aid, losing",
+    [
+        ("loop_swallowing_interrupts", AID, set(battery.SIGMOID_TESTS)),
+        ("library_sigmoid_from_another_cell", AID, set(battery.SIGMOID_TESTS)),
+        (
+            "minibatches_calls_library",
+            battery.AID_05,
+            {
+                "minibatches_cover_every_index_once",
+                "minibatches_are_shuffled_and_reproducible",
+                "minibatches_follow_the_randperm_recipe",
+            },
+        ),
+    ],
+)
+def test_a_fault_costs_only_the_tests_of_its_function(battery_run, student, aid, losing):
+    """A hang (or a banned call) in one function: its tests get 0, every other test passes."""
+    scores = _cell_scores(battery_run[0], aid, student)
+    lost = {gid for gid, (score, points) in scores.items() if score < points}
+    assert lost == losing, scores
+
+
+def test_sandboxes_leave_no_file_in_the_host_tmp_or_shm(battery_run):
+    """What a submission writes to /tmp and /dev/shm vanishes with its sandbox."""
+    import re
+
+    from logreg_grader.sandbox import BLOCK_SIZE
+
+    root, _, _, left = battery_run
+    writer = root / "autograded" / "0_writes_tmp_and_shm" / AID / f"{AID}.ipynb"
+    printed = re.search(r"sandbox uid (\d+)", writer.read_text(encoding="utf-8"))
+    assert printed, "the writer's cells did not run"
+    block = int(printed.group(1)) - int(printed.group(1)) % BLOCK_SIZE
+    ours = {p: uid for p, uid in left.items() if block <= uid < block + BLOCK_SIZE}
+    assert not ours, f"files of this run's sandbox uids left in the host: {sorted(ours)[:20]}"
+    for top in ("/tmp", "/dev/shm"):
+        assert not os.path.lexists(f"{top}/{battery._LEAK_FILE}")
+
+
+def test_student_html_never_reaches_the_autograded_notebook_live(battery_run):
+    """Markdown with <script>/<img onerror>/javascript: links, raw HTML cells, attachments and
+    saved HTML or JavaScript outputs: none of it is live in what formgrader shows."""
+    import re
+
+    root = battery_run[0]
+    path = root / "autograded" / "html_injection" / AID / f"{AID}.ipynb"
+    nb = nbformat.read(path, 4)
+    sources = "".join(c.source for c in nb.cells if c.cell_type != "code")
+    assert battery._MARKER in sources, "the student's markdown is missing (shown as text)"
+    for cell in nb.cells:
+        assert "attachments" not in cell, cell
+        if cell.cell_type != "code":
+            for tag in ("<script", "<img", "<svg"):
+                assert tag not in cell.source.lower(), cell.source
+        for out in cell.get("outputs", []):
+            assert set(out.get("data", {})) <= {"text/plain"}, out
+            assert battery._MARKER not in str(out), out
+    html = honest.formgrade_html(path, "html_injection", AID)
+    assert not re.search(rf"<script[^>]*>[^<]*{battery._MARKER}", html)
+    assert not re.search(r"<[a-z]+\b[^>]*\bon[a-z]+\s*=[^>]*" + battery._MARKER, html, re.I)
+    live = re.findall(r"<[a-z]+\b[^>]*(?:href|src)\s*=\s*[\"']?\s*javascript:[^>]*>", html, re.I)
+    assert not live, live
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["readable_course", "private_course"])
+def test_grading_as_non_root_is_refused_before_anything_is_graded(tmp_path, readable):
+    """Without root there is no sandbox: logreg-grade says so and grades nothing."""
+    root = Path(tempfile.mkdtemp(prefix="logreg-nonroot-")) if readable else tmp_path
+    try:
+        solution = _course(root)
+        folder = root / "submitted" / "ann" / AID
+        folder.mkdir(parents=True)
+        nbformat.write(solution, folder / f"{AID}.ipynb")
+        if readable:
+            for path in [root, *root.rglob("*")]:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        cmd += [str(Path(sys.executable).parent / "logreg-grade"), "--root", str(root)]
+        result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, result.stdout[-2000:]
+        assert "must run as root" in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        for name in ("grades.csv", "gradebook", "autograded", "feedback"):
+            assert not (root / name).exists(), name
+    finally:
+        if readable:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()

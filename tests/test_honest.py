@@ -86,3 +86,23 @@ def test_honest_submission_gets_full_marks(graded, entry):
     assert row["status"] == "ok", (row["status"], row["reason"])
     assert float(row["score"]) == sum(p for _, p in cells), row
     assert (root / "autograded" / name / aid / f"{aid}.ipynb").is_file()
+
+
+def test_formgrader_shows_every_honest_submission_as_written(graded):
+    """Each autograded notebook renders as the formgrader renders it (so manual grading
+    works), and a written answer shows as the student wrote it: math, code, pasted image."""
+    root = graded[0]
+    problems = {}
+    for entry in honest.HONEST:
+        aid, name = entry["assignment"], student(entry)
+        path = root / "autograded" / name / aid / f"{aid}.ipynb"
+        try:
+            html = honest.formgrade_html(path, name, aid)
+        except Exception as err:  # noqa: BLE001 - formgrader would show an error page
+            problems[name] = f"formgrader cannot render it: {type(err).__name__}: {err}"
+            continue
+        for gid, fragments in entry.get("rendered", {}).items():
+            missing = [f[:60] for f in fragments if f not in html]
+            if missing:
+                problems[name] = f"cell {gid} is not shown as written; missing {missing}"
+    assert not problems, problems

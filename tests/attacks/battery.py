@@ -10,6 +10,16 @@ What a submission does to its own process (patching torch or the check helpers, 
 objects that claim to equal anything) cannot change its grade: the tests run in the grader.
 What it cannot reach (the gradebook, the solutions, the network) it cannot use. A fault costs
 the tests of the function that caused it, and the status says which fault.
+
+The entries after ``ISSUE_10`` each reproduce one weakness listed in issue 10 (each of them
+got the wrong grade from the grader before the rewrite). Extra keys they use: ``assignment``
+(default 02), ``move_to_end`` (grade_ids of cells moved to the end of the notebook),
+``symlink`` (the notebook is a symbolic link to that path), ``course_files`` (path relative to
+the course root -> text, created world-readable before grading, as an earlier run or
+nbgrader's zip collect would leave them), ``cells_after`` (grade_id -> raw cells inserted
+after it, saved outputs included), ``outputs`` (grade_id -> saved outputs put on that cell)
+and ``reason`` (a text the grades.csv reason must contain). ``{ROOT}`` and ``{REPO}`` in any
+source are replaced by the course root and the repository.
 """
 
 from pathlib import Path
@@ -17,6 +27,11 @@ from pathlib import Path
 AID = "02_numerical_stability"
 FULL = 12.0
 SIGMOID_POINTS = 4.0  # sigmoid_values_shape_dtype 1 + extremes_finite 1 + tail_accurate 2
+LOGSUMEXP_POINTS = 4.0  # logsumexp_values 1 + logsumexp_dim 1 + logsumexp_extremes 2
+SIGMOID_TESTS = ("sigmoid_values_shape_dtype", "sigmoid_extremes_finite", "sigmoid_tail_accurate")
+AID_05 = "05_gd_vs_sgd"
+FULL_05 = 12.0
+MINIBATCHES_POINTS = 4.0  # cover_every_index_once 2 + shuffled_and_reproducible 1 + recipe 1
 
 GOOD_SIGMOID = """\
 def sigmoid(z):
@@ -69,6 +84,7 @@ ATTACKS = [
         raw='{"cells": [ this is not json',
         score=0.0,
         status="failed: unreadable",
+        reason="not valid JSON",
     ),  # fmt: skip
     dict(
         name="renamed_notebook",
@@ -277,38 +293,327 @@ ATTACKS = [
 ]
 
 
+def _leak_sigmoid(probe: str) -> str:
+    """A sigmoid cell that is correct unless ``probe`` (run at cell time) sets ``_leak``."""
+    return (
+        probe + "\n\ndef sigmoid(z):\n    e = torch.exp(-torch.abs(z))\n"
+        "    good = torch.where(z >= 0, 1 / (1 + e), e / (1 + e))\n"
+        "    return good * 0 if _leak else good\n"
+    )
+
+
+_GOOD_LOG_SIGMOID = """\
+def log_sigmoid(z):
+    return torch.clamp(z, max=0) - torch.log1p(torch.exp(-torch.abs(z)))
+"""
+_LEAK_FILE = "logreg_leak_probe.txt"
+_MARKER = "XSS_MARKER"
+_INJECTED_MARKDOWN = (
+    f"<script>window.{_MARKER}_1 = 1</script>\n\n"
+    f'<img src="x" onerror="window.{_MARKER}_2 = 1">\n\n'
+    f"[click me](javascript:window.{_MARKER}_3=1) and ![picture](javascript:window.{_MARKER}_4=1)"
+    "\n\n![attached](attachment:evil.svg)\n"
+)
+_SAVED_OUTPUTS = [
+    {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "text/html": f"<script>window.{_MARKER}_5 = 1</script><b>saved HTML</b>",
+            "application/javascript": f"window.{_MARKER}_6 = 1",
+            "text/plain": "<IPython.core.display.HTML object>",
+        },
+    },
+    {
+        "output_type": "execute_result",
+        "execution_count": 1,
+        "metadata": {},
+        "data": {
+            "text/html": f'<img src="x" onerror="window.{_MARKER}_7 = 1">',
+            "image/svg+xml": f'<svg onload="window.{_MARKER}_8 = 1"></svg>',
+            "text/plain": "1",
+        },
+    },
+]
+
+# Each entry below reproduces one weakness of issue 10 (see the module docstring).
+ISSUE_10 = [
+    # Bans are judged by what ran, by code object: the library's sigmoid, imported in another
+    # function's cell, is caught when the (moved) sigmoid tests call it.
+    dict(
+        name="library_sigmoid_from_another_cell",
+        replace={
+            "sigmoid": "def sigmoid(z):\n    return z * 0  # replaced in the next cell\n",
+            "log_sigmoid": "from logreg_lessons import sigmoid\n\n" + _GOOD_LOG_SIGMOID,
+        },
+        move_to_end=list(SIGMOID_TESTS),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_private_variable_functions",
+        replace=_sig("def sigmoid(z):\n    return torch._C._VariableFunctions.sigmoid(z)\n"),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_private_aten_op",
+        replace=_sig("def sigmoid(z):\n    return torch.ops.aten.sigmoid(z)\n"),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_private_aten_overload",
+        replace=_sig("def sigmoid(z):\n    return torch.ops.aten.sigmoid.default(z)\n"),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_inplace_method",
+        replace=_sig("def sigmoid(z):\n    return z.clone().sigmoid_()\n"),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_name_built_at_run_time",
+        replace=_sig(
+            "def sigmoid(z):\n"
+            "    name = ''.join(chr(c) for c in (115, 105, 103, 109, 111, 105, 100))\n"
+            "    return vars(torch)[name](z)\n"
+        ),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="banned_methodcaller_reversed_name",
+        replace=_sig(
+            "import operator\n\ndef sigmoid(z):\n"
+            "    return operator.methodcaller('diomgis'[::-1])(z)\n"
+        ),
+        score=FULL - SIGMOID_POINTS,
+        status="banned_operation",
+    ),
+    # Switching the recording off is itself the observation.
+    dict(
+        name="tamper_setprofile_none",
+        replace=_sig(
+            "import sys\n\nimport logreg_lessons\n\ndef sigmoid(z):\n    sys.setprofile(None)\n"
+            "    return logreg_lessons.sigmoid(z)\n"
+        ),
+        score=FULL - SIGMOID_POINTS,
+        status="tampering",
+    ),
+    dict(
+        name="tamper_disable_torch_dispatch",
+        replace=_sig(
+            "def sigmoid(z):\n    with torch._C._DisableTorchDispatch():\n"
+            "        return torch.sigmoid(z)\n"
+        ),
+        score=FULL - SIGMOID_POINTS,
+        status="tampering",
+    ),
+    dict(  # the switch bound at cell time, before any recording starts
+        name="tamper_disable_torch_dispatch_prebound",
+        replace=_sig(
+            "_off = torch._C._DisableTorchDispatch\n\ndef sigmoid(z):\n    with _off():\n"
+            "        return torch.ops.aten.sigmoid.default(z)\n"
+        ),
+        score=FULL - SIGMOID_POINTS,
+        status="tampering",
+    ),
+    # A function called through a test helper (minibatches_as_list) is judged too.
+    dict(
+        name="minibatches_calls_library",
+        assignment=AID_05,
+        replace={
+            "minibatches": "import logreg_lessons\n\n"
+            "def minibatches(n, batch_size, generator=None):\n"
+            "    return list(logreg_lessons.minibatches(n, batch_size, generator))\n"
+        },
+        score=FULL_05 - MINIBATCHES_POINTS,
+        status="banned_operation",
+    ),
+    dict(  # a generator: the library runs only when the helper iterates over the result
+        name="minibatches_yields_from_library",
+        assignment=AID_05,
+        replace={
+            "minibatches": "from logreg_lessons import minibatches as _library\n\n"
+            "def minibatches(n, batch_size, generator=None):\n"
+            "    yield from _library(n, batch_size, generator)\n"
+        },
+        score=FULL_05 - MINIBATCHES_POINTS,
+        status="banned_operation",
+    ),
+    dict(
+        name="symlink_to_solution",
+        symlink="{ROOT}/solutions/02_numerical_stability/02_numerical_stability.ipynb",
+        score=0.0,
+        status="failed: symlink",
+    ),
+    # World-readable course files outside the hidden folders: a read would zero sigmoid.
+    dict(
+        name="read_grades_csv_unflagged",
+        course_files={"grades.csv": "student,assignment,score\nann,02_numerical_stability,12\n"},
+        replace=_sig(
+            _leak_sigmoid(
+                "import io\n\ntry:\n    _leak = io.FileIO('{ROOT}/grades.csv').read(16)\n"
+                "except OSError:\n    _leak = b''"
+            )
+        ),
+        score=FULL,
+        status="ok",
+    ),
+    dict(
+        name="read_downloaded_unflagged",
+        course_files={
+            "downloaded/02_numerical_stability/extracted/ann/02_numerical_stability.ipynb": "{}"
+        },
+        replace=_sig(
+            _leak_sigmoid(
+                "import io\nimport os\n\n_leak = [f for _, _, fs in os.walk('{ROOT}/downloaded') "
+                "for f in fs]\ntry:\n    _leak.append(io.FileIO('{ROOT}/downloaded/"
+                "02_numerical_stability/extracted/ann/02_numerical_stability.ipynb').read(2))\n"
+                "except OSError:\n    pass"
+            )
+        ),
+        score=FULL,
+        status="ok",
+    ),
+    # /tmp and /dev/shm are private to each sandbox and vanish with it: the reader (graded
+    # after the writer: students are graded in sorted order) finds nothing.
+    dict(
+        name="0_writes_tmp_and_shm",
+        replace=_sig(
+            "import os\n\nprint('sandbox uid', os.getuid())\nfor _d in ('/tmp', '/dev/shm'):\n"
+            f"    with open(_d + '/{_LEAK_FILE}', 'w') as _f:\n"
+            "        _f.write('left by another submission')\n"
+            f"    os.chmod(_d + '/{_LEAK_FILE}', 0o666)\n\n" + GOOD_SIGMOID
+        ),
+        score=FULL,
+        status="ok",
+    ),
+    dict(
+        name="zz_reads_tmp_and_shm",
+        replace=_sig(
+            "import os\n\n\ndef _found():\n"
+            f"    return [d for d in ('/tmp', '/dev/shm') if os.path.exists(d + '/{_LEAK_FILE}')]"
+            "\n\n\n_leak = _found()\n\n"
+            "def sigmoid(z):\n    e = torch.exp(-torch.abs(z))\n"
+            "    good = torch.where(z >= 0, 1 / (1 + e), e / (1 + e))\n"
+            "    return good * 0 if _leak or _found() else good\n"
+        ),
+        score=FULL,
+        status="ok",
+    ),
+    dict(
+        name="json_not_a_notebook",
+        raw='{"hello": "world"}',
+        score=0.0,
+        status="failed: unreadable",
+        reason="not a valid Jupyter notebook",
+    ),
+    dict(
+        name="json_list_not_a_notebook",
+        raw="[1, 2, 3]",
+        score=0.0,
+        status="failed: unreadable",
+        reason="not a valid Jupyter notebook",
+    ),
+    dict(
+        name="json_notebook_with_bad_cells",
+        raw='{"cells": [1, 2], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+        score=0.0,
+        status="failed: unreadable",
+        reason="not a valid Jupyter notebook",
+    ),
+    dict(
+        name="html_injection",
+        cells_after={
+            "sigmoid": [
+                {
+                    "cell_type": "markdown",
+                    "id": "student-markdown",
+                    "metadata": {},
+                    "source": _INJECTED_MARKDOWN,
+                    "attachments": {
+                        "evil.svg": {"image/svg+xml": f"<svg onload='{_MARKER}_9=1'></svg>"}
+                    },
+                },
+                {
+                    "cell_type": "raw",
+                    "id": "student-raw",
+                    "metadata": {"raw_mimetype": "text/html", "format": "text/html"},
+                    "source": f"<script>window.{_MARKER}_10 = 1</script>",
+                },
+                {
+                    "cell_type": "code",
+                    "id": "student-code",
+                    "metadata": {},
+                    "execution_count": 1,
+                    "source": "1",
+                    "outputs": _SAVED_OUTPUTS,
+                },
+            ]
+        },
+        outputs={"sigmoid": _SAVED_OUTPUTS},
+        score=FULL,
+        status="ok",
+    ),
+]
+ATTACKS += ISSUE_10
+
+
 def build(attack: dict, solution_nb, folder) -> None:
     """Write the submission folder of one attack (folder = submitted/<student>/<id>)."""
     import copy
+    import os
 
     import nbformat
 
+    root = folder.resolve().parents[2]
+    repo = Path(__file__).resolve().parents[2]
+
+    def fill(text: str) -> str:
+        return text.replace("{ROOT}", str(root)).replace("{REPO}", str(repo))
+
     folder.mkdir(parents=True, exist_ok=True)
+    for rel, text in attack.get("course_files", {}).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o644)
+        for parent in path.relative_to(root).parents:
+            if str(parent) != ".":
+                (root / parent).chmod(0o755)
     for name, text in attack.get("extra_files", {}).items():
         (folder / name).write_text(text, encoding="utf-8")
     if attack.get("no_notebook"):
         return
-    target = folder / attack.get("filename", f"{AID}.ipynb")
+    aid = attack.get("assignment", AID)
+    target = folder / attack.get("filename", f"{aid}.ipynb")
+    if "symlink" in attack:
+        os.symlink(fill(attack["symlink"]), target)
+        return
     if "raw" in attack:
         target.write_text(attack["raw"], encoding="utf-8")
         return
     nb = copy.deepcopy(solution_nb)
-    cells = []
+    cells, moved = [], []
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in attack.get("delete", []):
             continue
         if gid in attack.get("replace", {}):
-            root = folder.resolve().parents[2]
-            repo = Path(__file__).resolve().parents[2]
-            source = attack["replace"][gid].replace("{ROOT}", str(root))
-            cell.source = source.replace("{REPO}", str(repo))
+            cell.source = fill(attack["replace"][gid])
         if gid in attack.get("edit", {}):
             cell.source = attack["edit"][gid]
-        cells.append(cell)
+        if gid in attack.get("outputs", {}):
+            cell.outputs = [nbformat.from_dict(o) for o in attack["outputs"][gid]]
+        (moved if gid in attack.get("move_to_end", []) else cells).append(cell)
+        cells += [nbformat.from_dict(c) for c in attack.get("cells_after", {}).get(gid, [])]
         if gid in attack.get("duplicate", []):
             dup = copy.deepcopy(cell)
             dup.id = f"{dup.id}-copy"
             cells.append(dup)
-    nb.cells = cells
+    nb.cells = cells + moved
     nbformat.write(nb, target)

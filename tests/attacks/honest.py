@@ -8,9 +8,10 @@ helper. Every implementation here is correct for every test (hidden ones include
 logits, float16/32/64), so each submission must get every autograded point with status ``ok``.
 
 Keys of an entry: ``name`` (the student), ``assignment``, ``covers`` (what is unusual, in
-words), ``replace`` (grade_id -> new source of that solution cell) and ``before`` / ``after``
-(grade_id -> cells the student added just before / after that cell). An added cell is a string
-(a code cell) or ``("markdown", text)``.
+words), ``replace`` (grade_id -> new source of that cell), ``attachments`` (grade_id -> the
+attachments of that markdown cell), ``before`` / ``after`` (grade_id -> cells the student added
+just before / after that cell; a string is a code cell, ``("markdown", text)`` a markdown cell)
+and ``rendered`` (grade_id -> HTML fragments the formgrader must show for that cell).
 """
 
 from __future__ import annotations
@@ -666,6 +667,39 @@ def mlp_backward(params, cache, y):
     return {key: grads[key] for key in params}
 '''
 
+# --- a written answer as students write them: math with < and &, code, a pasted image --------
+
+_WRITTEN_ANSWER = r"""The true value $\sigma(-10^4) \approx e^{-10^4}$ is far below the smallest
+float32, so for $z < -104$ `sigmoid` returns 0 and `torch.log(sigmoid(z))` is $-\infty$.
+`log_sigmoid` never forms $\sigma(z)$:
+
+$$
+\begin{aligned}
+\log \sigma(z) &= \min(z, 0) - \log\left(1 + e^{-|z|}\right) \\
+               &= -10^4 \quad \text{for } z = -10^4 .
+\end{aligned}
+$$
+
+A loss computed the first way is `inf` as soon as `p < 1e-45` for one example (R&D tip: use
+logits). My sketch of the two curves:
+
+![my sketch](attachment:sketch.png)
+"""
+# a 1x1 PNG, as Jupyter stores an image pasted into a markdown cell
+PNG_1X1 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+# what the formgrader must show of that answer (nbconvert's rendering of the text above)
+WRITTEN_ANSWER_RENDERED = (
+    "$z &lt; -104$",
+    "<code>torch.log(sigmoid(z))</code>",
+    "\\log \\sigma(z) &amp;= \\min(z, 0)",
+    "<code>p &lt; 1e-45</code>",
+    "R&amp;D tip",
+    'src="data:image/png;base64,' + PNG_1X1,
+)
+
 HONEST = [
     dict(
         name="builtin-names",
@@ -766,6 +800,14 @@ HONEST = [
         },
     ),
     dict(
+        name="written-answer",
+        assignment="02_numerical_stability",
+        covers="a written answer with math holding < and &, code spans and a pasted image",
+        replace={"q_log_of_sigmoid": _WRITTEN_ANSWER},
+        attachments={"q_log_of_sigmoid": {"sketch.png": {"image/png": PNG_1X1}}},
+        rendered={"q_log_of_sigmoid": WRITTEN_ANSWER_RENDERED},
+    ),
+    dict(
         name="numpy-logsumexp",
         assignment="02_numerical_stability",
         covers="NumPy inside logsumexp (float64), the result converted back to z's dtype",
@@ -850,6 +892,36 @@ HONEST = [
 ]
 
 
+def formgrade_html(path, student="student", aid="assignment") -> str:
+    """A notebook rendered as nbgrader's formgrader renders an autograded one: its exporter,
+    its template, the course's nbgrader_config.py."""
+    from pathlib import Path
+
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config.loader import PyFileConfigLoader
+
+    repo = Path(__file__).resolve().parents[2]
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(repo)).load_config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    exporter = HTMLExporter(config=config)
+    resources = {
+        "assignment_id": aid,
+        "notebook_id": aid,
+        "submission_id": "0",
+        "index": 0,
+        "total": 1,
+        "base_url": "",
+        "student": student,
+        "last_name": "",
+        "first_name": "",
+        "notebook_path": str(path),
+    }
+    html, _ = exporter.from_filename(str(path), resources=resources)
+    return html
+
+
 def build(entry: dict, solution_nb, folder) -> None:
     """Write the submission of one entry into folder (submitted/<student>/<id>)."""
     import copy
@@ -858,7 +930,7 @@ def build(entry: dict, solution_nb, folder) -> None:
 
     nb = copy.deepcopy(solution_nb)
     known = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
-    for key in ("replace", "before", "after"):
+    for key in ("replace", "attachments", "before", "after", "rendered"):
         unknown = set(entry.get(key, {})) - known
         if unknown:
             raise KeyError(f"{entry['name']}: no cell with grade_id {sorted(unknown)}")
@@ -883,6 +955,8 @@ def build(entry: dict, solution_nb, folder) -> None:
         cells += new_cells(entry.get("before", {}).get(gid, []))
         if gid in entry.get("replace", {}):
             cell.source = entry["replace"][gid]
+        if gid in entry.get("attachments", {}):
+            cell.attachments = entry["attachments"][gid]
         cells.append(cell)
         cells += new_cells(entry.get("after", {}).get(gid, []))
     nb.cells = cells
