@@ -19,6 +19,7 @@ SOLUTION = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.S)
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 ANSWER_STUB = "YOUR ANSWER HERE"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", HIDDEN_BEGIN, HIDDEN_END)
 
 
 def source_of(cell: dict) -> str:

@@ -30,14 +30,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from logreg_grader import notebook as nbm
+from logreg_grader.course import Course
+
 ROOT = Path(__file__).resolve().parents[1]
-MARKERS = (
-    "BEGIN SOLUTION",
-    "END SOLUTION",
-    "BEGIN HIDDEN TESTS",
-    "END HIDDEN TESTS",
-    "BEGIN MARK SCHEME",
-)
+MARKERS = (*(m.lstrip("# ") for m in nbm.MARKERS), "BEGIN MARK SCHEME")
 FLAGS = ("grade", "solution", "locked", "task")
 
 
@@ -57,11 +54,13 @@ def course_assignments(root: Path) -> list[str]:
 def sources(root: Path, assignment: str | None = None) -> list[Path]:
     """The solutions/<id>/<id>.md files to release (one assignment, or every one found)."""
     if assignment:
-        path = root / "solutions" / assignment / f"{assignment}.md"
+        path = Course(root).source(assignment)
         if not path.exists():
             raise SourceError(f"{path} does not exist")
         return [path]
-    return sorted(p / f"{p.name}.md" for p in (root / "solutions").iterdir() if p.is_dir())
+    course = Course(root)
+    found = (p.name for p in (root / "solutions").iterdir() if p.is_dir())
+    return sorted(course.source(aid) for aid in found)
 
 
 def _has_formats(obj) -> bool:
@@ -210,17 +209,17 @@ def generate(nbs: dict, config_dir: Path = ROOT) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="release-") as tmp:
         course = Path(tmp)
         for aid, nb in nbs.items():
-            (course / "solutions" / aid).mkdir(parents=True)
-            (course / "solutions" / aid / f"{aid}.ipynb").write_text(
-                notebook_text(nb), encoding="utf-8"
-            )
+            Course(course).master(aid).parent.mkdir(parents=True)
+            Course(course).master(aid).write_text(notebook_text(nb), encoding="utf-8")
         api = nbgrader_api(course, config_dir)
         for aid, nb in nbs.items():
             result = api.generate_assignment(aid, force=True, create=True)
             if not result["success"]:
                 raise SourceError(f"nbgrader generate_assignment {aid} failed:\n{result['log']}")
-            released = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", 4)
-            extra = [p for p in (course / "exercises" / aid).rglob("*") if p.suffix != ".ipynb"]
+            released = nbformat.read(Course(course).release(aid), 4)
+            extra = [
+                p for p in Course(course).release(aid).parent.rglob("*") if p.suffix != ".ipynb"
+            ]
             if extra:
                 raise SourceError(f"{aid}: the release would contain {extra}")
             out[aid] = normalise(released)
@@ -248,12 +247,12 @@ def release(root: Path, assignment: str | None = None, check: bool = False) -> i
     released = generate(nbs, root)
     stale = []
     for aid, nb in nbs.items():
-        master = root / "solutions" / aid / f"{aid}.ipynb"
+        master = Course(root).master(aid)
         write_if_changed(master, notebook_text(nb), check)
-        target = root / "exercises" / aid / f"{aid}.ipynb"
+        target = Course(root).release(aid)
         if write_if_changed(target, released[aid], check):
             stale.append(target.relative_to(root).as_posix())
-    expected = {root / "exercises" / aid / f"{aid}.ipynb" for aid in released}
+    expected = {Course(root).release(aid) for aid in released}
     if assignment is None and (root / "exercises").exists():
         for path in sorted((root / "exercises").rglob("*")):
             if path.is_file() and path not in expected:
