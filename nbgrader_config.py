@@ -29,6 +29,7 @@ ASSIGNMENTS = [
     "05_gd_vs_sgd",
     "06_softmax_regression",
     "07_backpropagation",
+    "08_pytorch_training_loop",
 ]
 
 c.CourseDirectory.root = ROOT
