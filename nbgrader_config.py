@@ -30,6 +30,7 @@ ASSIGNMENTS = [
     "06_softmax_regression",
     "07_backpropagation",
     "08_pytorch_training_loop",
+    "09_capstone",
 ]
 
 c.CourseDirectory.root = ROOT
