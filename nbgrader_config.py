@@ -29,6 +29,8 @@ ASSIGNMENTS = [
     "05_gd_vs_sgd",
     "06_softmax_regression",
     "07_backpropagation",
+    "08_pytorch_training_loop",
+    "09_capstone",
 ]
 
 c.CourseDirectory.root = ROOT

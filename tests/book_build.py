@@ -50,7 +50,7 @@ JUPYTEXT_FRONT_MATTER = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
 }
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-PLAIN_PAGES = ("book/09_instructor_guide", "book/execution_statistics")
+PLAIN_PAGES = ("book/10_instructor_guide", "book/execution_statistics")
 
 
 def load_tool(name: str, root: Path = ROOT):
