@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks._timing import CHILD, Budget, Figure, Measured, Section, run_measured, tool_env
+from benchmarks.report import fmt_value
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -348,8 +349,9 @@ def speedup_note(jobs1: Runs, jobs2: Runs, size: int) -> str:
         best = (serial + graded) / (serial + graded / 2)
         text += (
             f"; with about {serial:.1f} s of each command serial, 2 workers can reach about "
-            f"{best:.2f}x at best; each submission took {per2 / per1:.2f}x as long with 2 "
-            "workers as with 1 (above 1: the workers did not get a free core each)"
+            f"{best:.2f}x at best; the grader's s/sub was {per2 / per1:.2f}x as long with 2 "
+            "workers as with 1 (above 1: the workers competed for the cores, or waited for "
+            "their fork servers)"
         )
     return text
 
@@ -445,8 +447,8 @@ def scale_figure(s: ScaleData) -> Figure:
     note += f"; {s.scores}" if s.scores else ""
     if small and large:
         note += (
-            f"; per submission {small / s.small * 1e3:.0f} ms ({s.small:,}) and "
-            f"{large / s.large * 1e3:.0f} ms ({s.large:,})"
+            f"; per submission {fmt_value(small / s.small, 's')} ({s.small:,}) and "
+            f"{fmt_value(large / s.large, 's')} ({s.large:,})"
         )
     factor = s.large / s.small
     return Figure(

@@ -381,7 +381,7 @@ def test_scale_figure_target_is_eleven_times_for_ten_times_the_submissions():
     fig = grading.scale_figure(scale)
     assert fig.target == ("<=", 11.0) and math.isclose(fig.ratio, 200.0 / 21.0)
     assert fig.verdict == "met" and "copies of 4 notebooks" in fig.note
-    assert "per submission 210 ms (100) and 200 ms (1,000)" in fig.note
+    assert "per submission 210.00 ms (100) and 200.00 ms (1,000)" in fig.note
     scale.large_runs = _runs(240.0)
     assert grading.scale_figure(scale).verdict == "missed"
 
