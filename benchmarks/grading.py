@@ -49,6 +49,7 @@ import re
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -251,16 +252,27 @@ def parse_summary(log_text: str) -> dict[str, tuple[int, float]]:
 
 @dataclass
 class Runs:
-    """Repeated runs of one command: seconds, peak MiB, the grader's s/sub, what went wrong."""
+    """Repeated runs of one command: seconds, peak MiB, where the time went, what went wrong."""
 
     seconds: list[float] = field(default_factory=list)
     mib: list[float] = field(default_factory=list)
-    per_sub: list[float] = field(default_factory=list)  # the grader's own s/sub, when printed
+    per_sub: list[float] = field(default_factory=list)  # the grader's mean s/sub, if known
+    timings: list[dict | None] = field(default_factory=list)  # `--timings` of each run
     problems: list[str] = field(default_factory=list)
 
-    def add(self, measured: Measured, problem: str = "", per_sub: float | None = None) -> None:
+    def add(
+        self,
+        measured: Measured,
+        problem: str = "",
+        per_sub: float | None = None,
+        timings: dict | None = None,
+    ) -> None:
         self.seconds.append(measured.seconds)
         self.mib.append(measured.maxrss_mib)
+        self.timings.append(timings)
+        if timings and timings.get("per_submission"):  # exact, where the summary rounds
+            values = list(timings["per_submission"].values())
+            per_sub = sum(values) / len(values)
         if per_sub is not None:
             self.per_sub.append(per_sub)
         if not problem and not measured.ok:
@@ -278,6 +290,14 @@ class Runs:
             return ""
         more = len(self.problems) - 1
         return self.problems[0] + (f" (and {more} more run(s) went wrong)" if more else "")
+
+    def median_timings(self) -> tuple[float, dict] | None:
+        """(wall seconds, --timings) of the median run that has timings (the lower middle)."""
+        pairs = sorted(
+            ((s, t) for s, t in zip(self.seconds, self.timings, strict=True) if t),
+            key=lambda p: p[0],
+        )
+        return pairs[(len(pairs) - 1) // 2] if pairs else None
 
 
 @dataclass
@@ -323,11 +343,28 @@ def _kinds_text(kinds: dict[str, int]) -> str:
     )
 
 
+def _secs(value) -> str:
+    return f"{value:.1f} s" if isinstance(value, int | float) else "?"
+
+
 def serial_note(jobs1: Runs, size: int) -> str:
-    """How much of a 1-worker class run is not the grading of submissions (grader's s/sub)."""
+    """Where the time of the median 1-worker class run went."""
+    picked = jobs1.median_timings()
+    if picked:
+        wall, t = picked
+        outside = wall - t["total"] if isinstance(t.get("total"), int | float) else None
+        return (
+            f"where the {wall:.1f} s of the median run went (`logreg-grade --timings`): "
+            f"ready to grade after {_secs(t.get('sandbox_ready'))} (start-up "
+            f"{_secs(t.get('startup'))}, registration check {_secs(t.get('register'))}, "
+            f"sandbox self-test), grading {_secs(t.get('grading'))} (storing "
+            f"{_secs(t.get('store'))} of it), grades.csv, plot and summary "
+            f"{_secs(t.get('export'))}, interpreter start and exit outside these "
+            f"{_secs(outside)}"
+        )
     wall, per = _median(jobs1.seconds), _median(jobs1.per_sub)
     if wall is None or per is None:
-        return "the grader printed no s/sub, so the run cannot be split into its parts"
+        return "the grader reported no timings, so the run cannot be split into its parts"
     graded = per * size
     serial = max(0.0, wall - graded)
     return (
@@ -338,10 +375,21 @@ def serial_note(jobs1: Runs, size: int) -> str:
 
 
 def speedup_note(jobs1: Runs, jobs2: Runs, size: int) -> str:
+    """The speed-up, and what caps it: the serial part of a command (Amdahl)."""
     t1, t2 = _median(jobs1.seconds), _median(jobs2.seconds)
     if not t1 or not t2:
         return ""
     text = f"speed-up {t1 / t2:.2f}x"
+    one, two = jobs1.median_timings(), jobs2.median_timings()
+    if one and two and all(isinstance(x[1].get("grading"), int | float) for x in (one, two)):
+        wall1, g1, g2 = one[0], one[1]["grading"], two[1]["grading"]
+        serial = max(0.0, wall1 - g1)
+        best = wall1 / (serial + g1 / 2)
+        return text + (
+            f"; the grading loop took {g1:.1f} s with 1 worker and {g2:.1f} s with 2 "
+            f"({g1 / g2:.2f}x, starting the pool of 2 included); the other {serial:.1f} s of a "
+            f"command are serial, so 2 workers can reach about {best:.2f}x at best"
+        )
     per1, per2 = _median(jobs1.per_sub), _median(jobs2.per_sub)
     if per1 is not None and per2 is not None:
         graded = per1 * size
@@ -504,6 +552,10 @@ class Bench:
         self.env = env
         self.templates: dict[Path, Path] = {}
         self.plans: dict[Path, tuple[str, list[Entry]]] = {}
+        usage = subprocess.run(
+            [GRADE, "--help"], capture_output=True, text=True, env=env, timeout=300
+        ).stdout
+        self.has_timings = "--timings" in usage  # where the time went, as JSON
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -524,20 +576,28 @@ class Bench:
         self.templates[course], self.plans[course] = template, (aid, entries)
         return course, measured
 
-    def grade(self, course: Path, jobs: int, log: str) -> tuple[Measured, str, float | None]:
-        """One timed `logreg-grade` of the whole course; (measured, problem, grader's s/sub)."""
+    def grade(self, course: Path, jobs: int, log: str) -> tuple:
+        """One timed `logreg-grade` of the whole course: (measured, problem, the grader's
+        mean s/sub or None, its --timings or None)."""
         aid, entries = self.plans[course]
         reset_course(course, self.templates[course])
         mark = self.log(log).stat().st_size if self.log(log).exists() else 0
         command = [GRADE, "--root", course, "--jobs", str(jobs)]
+        timings_path = self.tmp / "timings.json"
+        timings_path.unlink(missing_ok=True)
+        if self.has_timings:
+            command += ["--timings", timings_path]
         measured = self.measure(command, ROOT, log)
+        timings = None
+        with contextlib.suppress(OSError, ValueError):
+            timings = json.loads(timings_path.read_text(encoding="utf-8"))
         with open(self.log(log), encoding="utf-8", errors="replace") as f:
             f.seek(mark)
             output = f.read()
         rows = read_grades(course)
         problem = check_grades(rows, entries, aid) if measured.ok else failure(measured, output)
         per = parse_summary(output).get(aid)
-        return measured, problem, per[1] if per else None
+        return measured, problem, per[1] if per else None, timings
 
     def nbclient(self, notebook: Path, log: str) -> tuple[Measured, str]:
         measured = self.measure([sys.executable, CHILD, "execute", notebook], notebook.parent, log)
@@ -661,21 +721,25 @@ def run(cfg, bar, budget: Budget) -> Section:
         def one_round(rep: int) -> None:
             for data, paths in classes:
                 aid = data.aid
-                data.single.add(*bench.grade(paths["single"], 1, f"single-{aid}")[:2])
+                data.single.add(*bench.grade(paths["single"], 1, f"single-{aid}"))
                 bar.update()
                 data.nbclient.add(*bench.nbclient(paths["nb"], f"nbclient-{aid}"))
                 bar.update()
-                measured, problem, per = bench.grade(paths["class"], 1, f"class-{aid}-jobs1")
-                data.jobs1.add(measured, problem, per)
+                measured, problem, per, timings = bench.grade(
+                    paths["class"], 1, f"class-{aid}-jobs1"
+                )
+                data.jobs1.add(measured, problem, per, timings)
                 serial_ok = measured.ok and not problem
                 serial = read_grades(paths["class"])
                 if rep == 0:
                     data.scores = score_summary(serial, bench.plans[paths["class"]][1], aid)
                 bar.update()
-                measured, problem, per = bench.grade(paths["class"], 2, f"class-{aid}-jobs2")
+                measured, problem, per, timings = bench.grade(
+                    paths["class"], 2, f"class-{aid}-jobs2"
+                )
                 if serial_ok and measured.ok and not problem:
                     problem = same_grades(serial, read_grades(paths["class"]))
-                data.jobs2.add(measured, problem, per)
+                data.jobs2.add(measured, problem, per, timings)
                 bar.update()
 
         start = time.monotonic()
@@ -702,8 +766,7 @@ def run(cfg, bar, budget: Budget) -> Section:
         # 10x the submissions: small, large, small (the large run bracketed by the small ones).
         for size in (scale.small, scale.large, scale.small):
             runs = scale.small_runs if size == scale.small else scale.large_runs
-            measured, problem, _ = bench.grade(scale_courses[size], scale.jobs, f"scale-{size}")
-            runs.add(measured, problem)
+            runs.add(*bench.grade(scale_courses[size], scale.jobs, f"scale-{size}"))
             if size == scale.large:
                 rows = read_grades(scale_courses[size])
                 scale.scores = score_summary(rows, bench.plans[scale_courses[size]][1], scale.aid)

@@ -295,7 +295,7 @@ def test_reset_course_puts_the_registered_gradebook_back(tmp_path):
 def _runs(*seconds, per_sub=(), problem="", mib=100.0):
     runs = grading.Runs()
     for s in seconds:
-        runs.add(Measured(s, 0, mib))
+        runs.add(Measured(s, 0, mib))  # no --timings: the notes fall back to s/sub
     runs.per_sub += list(per_sub)
     if problem:
         runs.problems.append(problem)
@@ -434,10 +434,13 @@ def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
     bench = grading.Bench(SimpleNamespace(threads=1), tmp_path, tmp_path / "logs")
     course, registered = bench.course("course", aid, entries)
     assert registered.ok and registered.seconds > 0
-    measured, problem, per_sub = bench.grade(course, 1, "grade")
+    measured, problem, per_sub, timings = bench.grade(course, 1, "grade")
     log = (tmp_path / "logs" / "grade.log").read_text(errors="replace")
     assert measured.ok and problem == "", log[-2000:]
     assert per_sub is not None and per_sub > 0  # the summary table is still readable
+    if bench.has_timings:  # and the grader's own record of where the time went
+        assert set(timings["per_submission"]) == {f"{aid}/{e.student}" for e in entries}
+        assert 0 < timings["grading"] < timings["total"] <= measured.seconds
     rows = {r["student"]: r for r in grading.read_grades(course)}
     assert float(rows["student0001"]["score"]) < float(rows["student0000"]["score"])
     assert (course / "feedback" / "student0001" / aid / f"{aid}.html").exists()
@@ -458,3 +461,37 @@ def test_same_grades_compares_two_runs():
         "(s1/a: ('4', 'ok') vs ('4', 'timeout'))"
     )
     assert "s1/a: ('4', 'ok') vs None" in grading.same_grades(first, first[:1])
+
+
+def _timed(wall, grading, total=None):
+    return {
+        "startup": 0.5,
+        "register": 0.25,
+        "sandbox_ready": 2.0,
+        "grading": grading,
+        "store": 1.0,
+        "export": 1.5,
+        "total": wall - 0.5 if total is None else total,
+        "per_submission": {"a/s0": 0.2, "a/s1": 0.4},
+    }
+
+
+def test_the_graders_timings_explain_a_run_and_cap_the_speed_up():
+    jobs1, jobs2 = grading.Runs(), grading.Runs()
+    for wall, loop in ((30.0, 24.0), (20.0, 15.0), (40.0, 33.0)):
+        jobs1.add(Measured(wall, 0, 1.0), timings=_timed(wall, loop))
+    jobs1.add(Measured(99.0, 1, 1.0))  # a run without timings is not picked
+    assert jobs1.median_timings()[0] == 30.0
+    assert jobs1.per_sub == [pytest.approx(0.3)] * 3  # the mean of per_submission
+    note = grading.serial_note(jobs1, 2)
+    assert note.startswith("where the 30.0 s of the median run went")
+    assert "ready to grade after 2.0 s" in note and "grading 24.0 s (storing 1.0 s" in note
+    assert "interpreter start and exit outside these 0.5 s" in note
+    for wall, loop in ((18.0, 12.0), (17.0, 11.0), (19.0, 13.0)):
+        jobs2.add(Measured(wall, 0, 1.0), timings=_timed(wall, loop))
+    note = grading.speedup_note(jobs1, jobs2, 2)
+    # medians 30 (and 99: four runs) -> (30 + 40) / 2 = 35 with 1 worker, 18 with 2
+    assert note.startswith("speed-up 1.94x; the grading loop took 24.0 s with 1 worker and 12.0")
+    assert "the other 6.0 s of a command are serial" in note
+    assert "reach about 1.67x at best" in note  # 30 / (6 + 24 / 2)
+    assert grading.serial_note(grading.Runs(), 2).startswith("the grader reported no timings")
