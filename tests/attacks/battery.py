@@ -439,9 +439,12 @@ ISSUE_10 = [
         replace={
             "minibatches": "from logreg_lessons import minibatches as _library\n\n"
             "def minibatches(n, batch_size, generator=None):\n"
-            "    yield from _library(n, batch_size, generator)\n"
+            "    yield from _library(n, batch_size, generator)\n",
+            # left as released (fast to grade): only minibatches could score
+            "gradient_descent": "raise NotImplementedError()\n",
+            "sgd": "raise NotImplementedError()\n",
         },
-        score=FULL_05 - MINIBATCHES_POINTS,
+        score=0.0,
         status="banned_operation",
     ),
     dict(
@@ -617,3 +620,80 @@ def build(attack: dict, solution_nb, folder) -> None:
             cells.append(dup)
     nb.cells = cells + moved
     nbformat.write(nb, target)
+
+
+# --- one graded course for the trust tests ---------------------------------------------------
+
+_TRUST: dict = {}
+
+
+def sandbox_files() -> dict[str, int]:
+    """Paths in the host's /tmp and /dev/shm owned by a sandbox uid (>= UID_BASE), by uid."""
+    import os
+
+    from logreg_grader.sandbox import UID_BASE
+
+    found = {}
+    for top in ("/tmp", "/dev/shm"):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=lambda err: None):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    uid = os.lstat(path).st_uid
+                except OSError:
+                    continue
+                if uid >= UID_BASE:
+                    found[path] = uid
+    return found
+
+
+def trust_course() -> dict:
+    """ATTACKS and the honest submissions (tests/attacks/honest.py) in one course, graded by
+    one ``logreg-grade --jobs 2`` run: once per pytest process (tests/test_hardening.py and
+    tests/test_honest.py share it), removed at exit.
+
+    The course lives in a world-traversable folder (not pytest's private 0700 one), so that
+    the course files the attacks try to read are readable by any uid: only the sandbox keeps
+    them away. Returns a dict: ``root``, ``result`` (the CompletedProcess), ``seconds``,
+    ``left`` (paths in the host's /tmp and /dev/shm that a sandbox uid created during the
+    run) and ``solutions`` (assignment -> solution notebook).
+    """
+    if _TRUST:
+        return _TRUST
+    import atexit
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import honest
+
+    from logreg_grader import release
+
+    repo = Path(__file__).resolve().parents[2]
+    root = Path(tempfile.mkdtemp(prefix="logreg-trust-"))
+    atexit.register(shutil.rmtree, root, True)
+    root.chmod(0o755)
+    submissions = [(a["name"], a.get("assignment", AID), a, build) for a in ATTACKS]
+    submissions += [(honest.student(e), e["assignment"], e, honest.build) for e in honest.HONEST]
+    shutil.copy(repo / "nbgrader_config.py", root / "nbgrader_config.py")
+    solutions = {}
+    for aid in sorted({aid for _, aid, _, _ in submissions}):
+        md = repo / "solutions" / aid / f"{aid}.md"
+        (root / "solutions" / aid).mkdir(parents=True)
+        shutil.copy(md, root / "solutions" / aid / md.name)
+        solutions[aid] = release.source_notebook(md)
+    for student, aid, entry, make in submissions:
+        make(entry, solutions[aid], root / "submitted" / student / aid)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0", LOGREG_CALL_TIMEOUT="10")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    cmd = [str(Path(sys.executable).parent / "logreg-grade"), "--root", str(root), "--jobs", "2"]
+    before = sandbox_files()
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    seconds = time.perf_counter() - start
+    left = {p: uid for p, uid in sandbox_files().items() if p not in before}
+    _TRUST.update(root=root, result=result, seconds=seconds, left=left, solutions=solutions)
+    return _TRUST

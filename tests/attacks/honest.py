@@ -88,22 +88,6 @@ class Standardizer:
         return open, b - sum
 '''
 
-_SPLIT_NUMPY = '''\
-def train_val_test_split(X, y, fractions=(0.7, 0.15, 0.15), seed=0, stratify=True):
-    """Shuffle with NumPy's own seeded Generator (torch's global state is never touched)."""
-    rng = np.random.default_rng(seed)
-    labels = y.detach().cpu().numpy() if stratify else np.zeros(X.shape[0])
-    parts = [[], [], []]
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_train = round(fractions[0] * idx.size)
-        n_val = round(fractions[1] * idx.size)
-        parts[0].append(idx[:n_train])
-        parts[1].append(idx[n_train:n_train + n_val])
-        parts[2].append(idx[n_train + n_val:])
-    index = [torch.from_numpy(rng.permutation(np.concatenate(p)).astype(np.int64)) for p in parts]
-    return (*(X[i] for i in index), *(y[i] for i in index))
-'''
 
 # --- 02: numerical stability -----------------------------------------------------------------
 
@@ -398,37 +382,6 @@ y_a, y_b = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([0, 1, 0, 0, 1])
 print(accuracy(y_a, y_b), sklearn.metrics.accuracy_score(y_a.numpy(), y_b.numpy()), math.e)
 """
 
-# --- 04: gradients ---------------------------------------------------------------------------
-
-_STEP_CELL = """\
-STEP = 1e-6  # the default step of the central difference
-"""
-
-_NUMERICAL_GRADIENT_FLAT = '''\
-def numerical_gradient(f, x, h=STEP):
-    """Central differences through a flat view of x (perturbed in place, then restored)."""
-    grad = torch.zeros_like(x)
-    flat_x, flat_grad = x.view(-1), grad.view(-1)
-    for i in range(flat_x.numel()):
-        old = flat_x[i].item()
-        flat_x[i] = old + h
-        f_plus = float(f(x))
-        flat_x[i] = old - h
-        f_minus = float(f(x))
-        flat_x[i] = old
-        flat_grad[i] = (f_plus - f_minus) / (2 * h)
-    return grad
-'''
-
-_LOGISTIC_GRADIENTS_LIBRARY = '''\
-import logreg_lessons
-
-
-def logistic_gradients(X, y, w, b):
-    """With the library's logits and sigmoid, both allowed here."""
-    dz = (sigmoid(logreg_lessons.logits(X, w, b)) - y.to(X.dtype)) / X.shape[0]
-    return X.T @ dz, dz.sum()
-'''
 
 # --- 05: GD and SGD --------------------------------------------------------------------------
 
@@ -477,40 +430,6 @@ def sgd(X, y, lr, num_epochs, batch_size, seed=0, w0=None, b0=None, progress=Fal
     return FitResult(w, b, history, epoch_history, len(history))
 """
 
-_MINIBATCHES_RECURSIVE = '''\
-def minibatches(n, batch_size, generator=None):
-    """One permutation, cut into batches by recursion."""
-    perm = torch.randperm(n, generator=generator)
-
-    def cut(rest):
-        if rest.numel() <= batch_size:
-            return [rest] if rest.numel() else []
-        return [rest[:batch_size]] + cut(rest[batch_size:])
-
-    return cut(perm)
-'''
-
-_GD_RECURSIVE = '''\
-def gradient_descent(X, y, lr, num_steps, w0=None, b0=None, progress=False):
-    """Each step recurses into the next one."""
-    w = torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0.clone()
-    b = torch.zeros((), dtype=X.dtype) if b0 is None else b0.clone()
-
-    def descend(w, b, steps_left, loss, history, epoch_history):
-        if steps_left == 0:
-            return w, b
-        history.append(loss)
-        dw, db = logistic_gradients(X, y, w, b)
-        w, b = w - lr * dw, b - lr * db
-        loss = float(bce_with_logits(X @ w + b, y))
-        epoch_history.append(loss)
-        return descend(w, b, steps_left - 1, loss, history, epoch_history)
-
-    history, epoch_history = [], []
-    w, b = descend(w, b, num_steps, float(bce_with_logits(X @ w + b, y)), history,
-                   epoch_history)
-    return FitResult(w, b, history, epoch_history, num_steps)
-'''
 
 # --- 06: softmax regression ------------------------------------------------------------------
 
@@ -712,13 +631,6 @@ HONEST = [
         },
     ),
     dict(
-        name="numpy-split",
-        assignment="01_synthetic_data",
-        covers="NumPy's seeded Generator inside the split; numpy imported in an added cell",
-        replace={"train_val_test_split": _SPLIT_NUMPY},
-        before={"train_val_test_split": ["import numpy as np\n"]},
-    ),
-    dict(
         name="helper-cells",
         assignment="02_numerical_stability",
         covers="helper functions in code cells the student inserted, used by graded functions",
@@ -827,17 +739,6 @@ HONEST = [
         after={"accuracy_rejects_mismatched_shapes": [_COMPARE_ACCURACY]},
     ),
     dict(
-        name="flat-view-and-constant",
-        assignment="04_gradients",
-        covers="a default step from a constant in an added cell; in-place perturbation "
-        "through a flat view; the library's logits and sigmoid (allowed)",
-        replace={
-            "numerical_gradient": _NUMERICAL_GRADIENT_FLAT,
-            "logistic_gradients": _LOGISTIC_GRADIENTS_LIBRARY,
-        },
-        before={"numerical_gradient": [_STEP_CELL]},
-    ),
-    dict(
         name="generator-and-helper",
         assignment="05_gd_vs_sgd",
         covers="minibatches as a generator (yield); a step helper in an added cell that "
@@ -848,12 +749,6 @@ HONEST = [
             "sgd": _SGD_WITH_HELPER,
         },
         before={"gradient_descent": [_STEP_HELPER_05]},
-    ),
-    dict(
-        name="recursion",
-        assignment="05_gd_vs_sgd",
-        covers="minibatches and gradient_descent written with recursion",
-        replace={"minibatches": _MINIBATCHES_RECURSIVE, "gradient_descent": _GD_RECURSIVE},
     ),
     dict(
         name="index-assignment",
@@ -890,6 +785,11 @@ HONEST = [
         before={"mlp_forward": [_LAYERS_CELL]},
     ),
 ]
+
+
+def student(entry: dict) -> str:
+    """The student folder of an entry: the assignment's number and the entry's name."""
+    return f"{entry['assignment'][:2]}-{entry['name']}"
 
 
 def formgrade_html(path, student="student", aid="assignment") -> str:
