@@ -1,4 +1,4 @@
-"""Adversarial submissions for tests/test_hardening.py, all on 02_numerical_stability.
+"""Adversarial submissions for tests/test_hardening.py, on 02_numerical_stability (and 05).
 
 Each entry: ``name``; how to build the submission from the solution notebook (``replace``:
 grade_id -> new solution-cell source; ``edit``: grade_id -> new test-cell source; ``delete`` /
@@ -11,15 +11,17 @@ objects that claim to equal anything) cannot change its grade: the tests run in 
 What it cannot reach (the gradebook, the solutions, the network) it cannot use. A fault costs
 the tests of the function that caused it, and the status says which fault.
 
-The entries after ``ISSUE_10`` each reproduce one weakness listed in issue 10 (each of them
-got the wrong grade from the grader before the rewrite). Extra keys they use: ``assignment``
-(default 02), ``move_to_end`` (grade_ids of cells moved to the end of the notebook),
-``symlink`` (the notebook is a symbolic link to that path), ``course_files`` (path relative to
-the course root -> text, created world-readable before grading, as an earlier run or
-nbgrader's zip collect would leave them), ``cells_after`` (grade_id -> raw cells inserted
-after it, saved outputs included), ``outputs`` (grade_id -> saved outputs put on that cell)
-and ``reason`` (a text the grades.csv reason must contain). ``{ROOT}`` and ``{REPO}`` in any
-source are replaced by the course root and the repository.
+The entries of ``ISSUE_10`` each reproduce one weakness listed in issue 10 (the issue reports
+the wrong grade the old grader gave each; some, such as the pre-bound dispatch switch, the
+generator and the javascript: link, also fooled the rewritten grader until it was fixed).
+Extra keys they use: ``assignment`` (default 02), ``move_to_end`` (grade_ids of cells moved to
+the end of the notebook), ``symlink`` (the notebook is a symbolic link to that path),
+``course_files`` (path relative to the course root -> text, created world-readable before
+grading, as an earlier run or nbgrader's zip collect would leave them), ``cells_after``
+(grade_id -> raw cells inserted after it, saved outputs included), ``outputs`` (grade_id ->
+saved outputs put on that cell) and ``reason`` (a text, or a tuple of texts, the grades.csv
+reason must contain). ``{ROOT}`` and ``{REPO}`` in any source are replaced by the course root
+and the repository.
 """
 
 from pathlib import Path
@@ -27,7 +29,6 @@ from pathlib import Path
 AID = "02_numerical_stability"
 FULL = 12.0
 SIGMOID_POINTS = 4.0  # sigmoid_values_shape_dtype 1 + extremes_finite 1 + tail_accurate 2
-LOGSUMEXP_POINTS = 4.0  # logsumexp_values 1 + logsumexp_dim 1 + logsumexp_extremes 2
 SIGMOID_TESTS = ("sigmoid_values_shape_dtype", "sigmoid_extremes_finite", "sigmoid_tail_accurate")
 AID_05 = "05_gd_vs_sgd"
 FULL_05 = 12.0
@@ -522,12 +523,19 @@ ISSUE_10 = [
         status="failed: unreadable",
         reason="not a valid Jupyter notebook",
     ),
-    dict(
+    dict(  # the reason says where the problem is (a cell), not how the validator tripped
         name="json_notebook_with_bad_cells",
         raw='{"cells": [1, 2], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
         score=0.0,
         status="failed: unreadable",
-        reason="not a valid Jupyter notebook",
+        reason=("not a valid Jupyter notebook", "cell"),
+    ),
+    dict(
+        name="json_notebook_cells_not_a_list",
+        raw='{"cells": "x", "metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+        score=0.0,
+        status="failed: unreadable",
+        reason=("not a valid Jupyter notebook", "cells"),
     ),
     dict(
         name="html_injection",
