@@ -30,6 +30,8 @@ AID = "02_numerical_stability"
 FULL = 12.0
 SIGMOID_POINTS = 4.0  # sigmoid_values_shape_dtype 1 + extremes_finite 1 + tail_accurate 2
 SIGMOID_TESTS = ("sigmoid_values_shape_dtype", "sigmoid_extremes_finite", "sigmoid_tail_accurate")
+AID_01 = "01_synthetic_data"
+FULL_01 = 16.0
 AID_05 = "05_gd_vs_sgd"
 FULL_05 = 12.0
 MINIBATCHES_POINTS = 4.0  # cover_every_index_once 2 + shuffled_and_reproducible 1 + recipe 1
@@ -447,6 +449,41 @@ ISSUE_10 = [
         },
         score=0.0,
         status="banned_operation",
+    ),
+    # Side effects in the student's process are what the tests check too: make_blobs and the
+    # split must leave torch's global random state alone (01's tests compare it before and
+    # after); seeding the global generator instead of a private one costs those two tests.
+    dict(
+        name="global_rng_01",
+        assignment=AID_01,
+        replace={
+            "make_blobs": "def make_blobs(n_per_class=500, means=((5.0, 10.0), (0.0, 5.0)),\n"
+            "               cov=((1.0, 0.25), (0.25, 1.0)), seed=0, dtype=torch.float32):\n"
+            "    torch.manual_seed(seed)  # the global generator: not allowed\n"
+            "    means = torch.as_tensor(means, dtype=torch.float64)\n"
+            "    L = torch.linalg.cholesky(torch.as_tensor(cov, dtype=torch.float64))\n"
+            "    X = torch.cat([m + torch.randn(n_per_class, means.shape[1],\n"
+            "                                   dtype=torch.float64) @ L.T for m in means])\n"
+            "    y = (torch.arange(2 * n_per_class) >= n_per_class).double()\n"
+            "    return X.to(dtype), y.to(dtype)\n",
+            "train_val_test_split": "def train_val_test_split(X, y, fractions=(0.7, 0.15, 0.15), "
+            "seed=0, stratify=True):\n"
+            "    torch.manual_seed(seed)  # the global generator: not allowed\n"
+            "    groups = ([torch.nonzero(y == c).squeeze(1) for c in torch.unique(y)]\n"
+            "              if stratify else [torch.arange(X.shape[0])])\n"
+            "    parts = [[], [], []]\n"
+            "    for idx in groups:\n"
+            "        idx = idx[torch.randperm(idx.numel())]\n"
+            "        a = round(fractions[0] * idx.numel())\n"
+            "        b = a + round(fractions[1] * idx.numel())\n"
+            "        for k, part in enumerate((idx[:a], idx[a:b], idx[b:])):\n"
+            "            parts[k].append(part)\n"
+            "    index = [torch.cat(p) for p in parts]\n"
+            "    index = [i[torch.randperm(i.numel())] for i in index]\n"
+            "    return (*(X[i] for i in index), *(y[i] for i in index))\n",
+        },
+        score=FULL_01 - 2,
+        status="ok",
     ),
     dict(
         name="symlink_to_solution",

@@ -342,6 +342,29 @@ def logsumexp(z, dim=-1):
     return torch.from_numpy(np.squeeze(out, axis=dim)).to(z.dtype)
 '''
 
+_LOG_SIGMOID_TIMED = """\
+%%time
+def log_sigmoid(z):
+    return torch.clamp(z, max=0) - torch.log1p(torch.exp(-torch.abs(z)))
+"""
+
+_NOTEBOOK_SETUP = """\
+%load_ext autoreload
+%autoreload 2
+!echo setting up
+"""
+
+_SIGMOID_DISPLAY = """\
+def sigmoid(z):
+    display(z.shape)  # IPython's display, a builtin in every Jupyter kernel
+    e = torch.exp(-torch.abs(z))
+    return torch.where(z >= 0, 1 / (1 + e), e / (1 + e))
+"""
+
+_DISPLAY_CELL = """\
+display(sigmoid(torch.tensor([-1.0, 0.0, 1.0])))
+"""
+
 # --- 03: the forward pass --------------------------------------------------------------------
 
 _IMPORTS_03 = """\
@@ -499,6 +522,28 @@ plt.legend()
 plt.show()
 """
 
+_SOFTMAX_GRADIENTS_NAMEDTUPLE = """\
+from typing import NamedTuple
+
+
+class Gradients(NamedTuple):
+    dW: torch.Tensor
+    db: torch.Tensor
+
+
+def softmax_gradients(X, y, W, b, class_weights=None):
+    \"\"\"Returns a named tuple (a tuple: unpacking and indexing work as for (dW, db)).\"\"\"
+    n, C = X.shape[0], W.shape[1]
+    P = softmax(X @ W + b, dim=1)
+    Y = torch.nn.functional.one_hot(y, C).to(X.dtype)
+    if class_weights is None:
+        scale = torch.full((n,), 1.0 / n, dtype=X.dtype)
+    else:
+        scale = class_weights[y] / class_weights[y].sum()
+    dZ = (P - Y) * scale[:, None]
+    return Gradients(X.T @ dZ, dZ.sum(dim=0))
+"""
+
 # --- 07: backpropagation ---------------------------------------------------------------------
 
 _MLP_BACKWARD_INDEXED = '''\
@@ -585,6 +630,31 @@ def mlp_backward(params, cache, y):
     grads = back(L, (softmax(logits, dim=1) - Y) / n, {})
     return {key: grads[key] for key in params}
 '''
+
+_MLP_BACKWARD_ORDERED = """\
+from collections import OrderedDict
+
+
+def mlp_backward(params, cache, y):
+    \"\"\"The gradients in an OrderedDict (a dict, like a state_dict), keys in params' order.\"\"\"
+    L = len(params) // 2
+    logits = cache["logits"]
+    n, C = logits.shape
+    dZ = (softmax(logits, dim=1) - torch.nn.functional.one_hot(y, C).to(logits.dtype)) / n
+    grads = {}
+    for l in range(L, 0, -1):
+        H_prev = cache["inputs"][l - 1]
+        grads[f"W{l}"], grads[f"b{l}"] = H_prev.T @ dZ, dZ.sum(dim=0)
+        if l > 1:
+            dH = dZ @ params[f"W{l}"].T
+            if cache["activation"] == "tanh":
+                dZ = dH * (1 - H_prev**2)
+            elif cache["activation"] == "sigmoid":
+                dZ = dH * H_prev * (1 - H_prev)
+            else:
+                dZ = dH * (cache["pre"][l - 2] > 0)
+    return OrderedDict((key, grads[key]) for key in params)
+"""
 
 # --- a written answer as students write them: math with < and &, code, a pasted image --------
 
@@ -720,6 +790,22 @@ HONEST = [
         rendered={"q_log_of_sigmoid": WRITTEN_ANSWER_RENDERED},
     ),
     dict(
+        name="cell-magics",
+        assignment="02_numerical_stability",
+        covers="%%time on a solution cell; %load_ext, %autoreload and a shell command in an "
+        "added cell (Jupyter runs the timed cell's code)",
+        replace={"log_sigmoid": _LOG_SIGMOID_TIMED},
+        before={"sigmoid": [_NOTEBOOK_SETUP]},
+    ),
+    dict(
+        name="display",
+        assignment="02_numerical_stability",
+        covers="IPython's display(), a builtin in Jupyter, inside a graded function and in an "
+        "added cell",
+        replace={"sigmoid": _SIGMOID_DISPLAY},
+        after={"sigmoid_tail_accurate": [_DISPLAY_CELL]},
+    ),
+    dict(
         name="numpy-logsumexp",
         assignment="02_numerical_stability",
         covers="NumPy inside logsumexp (float64), the result converted back to z's dtype",
@@ -769,6 +855,18 @@ HONEST = [
         "a plot with %matplotlib inline in an added cell",
         replace={"softmax_gradients": _SOFTMAX_GRADIENTS_LIBRARY},
         after={"softmax_is_stable_for_extreme_logits": [_PLOT_06]},
+    ),
+    dict(
+        name="named-tuple",
+        assignment="06_softmax_regression",
+        covers="softmax_gradients returns a typing.NamedTuple (dW, db)",
+        replace={"softmax_gradients": _SOFTMAX_GRADIENTS_NAMEDTUPLE},
+    ),
+    dict(
+        name="ordered-dict",
+        assignment="07_backpropagation",
+        covers="mlp_backward returns an OrderedDict, as torch's state_dict does",
+        replace={"mlp_backward": _MLP_BACKWARD_ORDERED},
     ),
     dict(
         name="index-assignment",
