@@ -514,7 +514,7 @@ def grade_main(argv=None) -> int:
     parser.add_argument(
         "--call-timeout",
         type=float,
-        default=float(os.environ.get("LOGREG_CALL_TIMEOUT", 30)),
+        default=float(os.environ.get("LOGREG_CALL_TIMEOUT", 60)),
         help="seconds one call of a student's function may take",
     )
     parser.add_argument("--timings", type=Path, help="write where the time went (JSON) here")

@@ -36,6 +36,9 @@ def _preload():
     # cpuinfo reads /proc and /sys, which the sandbox does not have: initialise it here, once
     # (it is plain detection, no operator and no thread pool).
     torch.backends.cpu.get_cpu_capability()
+    # torch.optim's first step imports torch._dynamo (800 modules); inside a recorded call that
+    # takes longer than a call may. Imported once here instead (no thread, no operator).
+    import torch._dynamo  # noqa: F401
 
     import logreg_grader.check  # noqa: F401
     import logreg_grader.child  # noqa: F401

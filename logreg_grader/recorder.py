@@ -38,6 +38,8 @@ _stack_len = torch._C._len_torch_dispatch_stack
 _stack_at = torch._C._get_dispatch_stack_at
 _excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
 _PYTHON_KEY = torch._C.DispatchKey.Python
+_OPS_FILE = _TORCH_DIR + "/_ops.py"  # OpOverload.__call__: torch.ops.aten.<op> from Python
+_WATCHED, _OPS_CALL, _INTERNAL = 1, 2, 4
 # The mode stack's builtins: calling one from outside torch is tampering, however obtained.
 _STACK_BUILTINS = {
     id(f): f"torch._C.{f.__name__}"
@@ -157,51 +159,61 @@ class Recorder:
         self.paused = False
         self.dispatching = 0
         self._noted = False
-        self._seen: set = set()
+        self._seen: dict = {}
         self._mode = _Mode(self)
         self._undo: list = []
         self._bound_hook = self._hook  # one bound method: compared by identity on exit
 
     # The profiler hook sees every Python call and every builtin call made from Python.
-    def _hook(self, frame, event, arg):
-        # It must never raise: an exception here would change what the student's code does.
-        try:
-            if self.paused or frame.f_code.co_filename == __file__:
-                return
-            # Whatever switched it off, the effect shows in the calls the code under test
-            # makes: Python dispatch excluded (torch's own code is not the code under test).
-            caller = frame if event == "c_call" else frame.f_back
-            outside = caller is not None and not caller.f_code.co_filename.startswith(
-                (_TORCH_DIR, __file__)
+    def _flags(self, code) -> int:
+        """What matters about a code object, computed once: watched, torch's op call, torch's
+        own (or this module's) code."""
+        flags = self._seen.get(code)
+        if flags is None:
+            name = code.co_filename
+            flags = (
+                (_WATCHED if name.startswith(self.watched) else 0)
+                | (_OPS_CALL if name == _OPS_FILE else 0)
+                | (_INTERNAL if name.startswith((_TORCH_DIR, __file__)) else 0)
             )
-            if (
-                outside
-                and not self._noted
-                and event in ("call", "c_call")
-                and _excluded(_PYTHON_KEY)
-            ):
-                self._noted = True
-                self.obs.tampering.append("the recording of torch operators was switched off")
-            if outside and event == "c_call" and id(arg) in _STACK_BUILTINS:
-                self.obs.tampering.append(f"called {_STACK_BUILTINS[id(arg)]}")
-            if event == "c_call":
-                module = getattr(arg, "__module__", None)
-                owner = getattr(arg, "__self__", None)
-                if (isinstance(module, str) and module.startswith("torch")) or isinstance(
-                    owner, torch.Tensor
-                ):
-                    self.obs.builtins.add(str(getattr(arg, "__name__", "?")))
-                if arg is sys.setprofile or arg is threading.setprofile:
+            self._seen[code] = flags
+            if flags & _WATCHED:
+                self.obs.entered.add(code_key(code))
+        return flags
+
+    def _hook(self, frame, event, arg):
+        # The hot path: runs on every call and builtin call of the code under test. It must
+        # never raise: an exception here would change what the student's code does.
+        if self.paused or (event != "call" and event != "c_call"):
+            return
+        try:
+            if event == "call":
+                # Whatever switched it off, the effect shows: Python dispatch excluded while
+                # the code under test calls one of torch's operators.
+                if self._flags(frame.f_code) & _OPS_CALL and not self.dispatching:
+                    if frame.f_back is not None and not self._flags(frame.f_back.f_code) & (
+                        _INTERNAL
+                    ):
+                        self._check_dispatch()
+                return
+            module = getattr(arg, "__module__", None)
+            torch_builtin = isinstance(module, str) and module.startswith("torch")
+            if torch_builtin or isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                self.obs.builtins.add(str(getattr(arg, "__name__", "?")))
+                if not self.dispatching and not self._flags(frame.f_code) & _INTERNAL:
+                    self._check_dispatch()
+                    if id(arg) in _STACK_BUILTINS:
+                        self.obs.tampering.append(f"called {_STACK_BUILTINS[id(arg)]}")
+            elif arg is sys.setprofile or arg is threading.setprofile:
+                if not self._flags(frame.f_code) & _INTERNAL:
                     self.obs.tampering.append("replaced the profiler hook (sys.setprofile)")
-            elif event == "call":
-                code = frame.f_code
-                if code in self._seen:
-                    return
-                self._seen.add(code)
-                if code.co_filename.startswith(self.watched):
-                    self.obs.entered.add(code_key(code))
         except Exception:  # noqa: BLE001, S110 - observing never breaks the observed
             pass
+
+    def _check_dispatch(self) -> None:
+        if not self._noted and _excluded(_PYTHON_KEY):
+            self._noted = True
+            self.obs.tampering.append("the recording of torch operators was switched off")
 
     def _guard_switches(self):
         """Wrap the recording's off switches so a call from outside torch is observed."""

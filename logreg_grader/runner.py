@@ -33,7 +33,7 @@ from logreg_grader.remote import Remote, SandboxLost, Session
 from logreg_grader.status import CellError, Graded, Status, TestResult
 
 CELL_TIMEOUT = 60.0  # seconds for one student cell
-TEST_TIMEOUT = 60.0  # seconds for one test cell (all its calls together)
+TEST_TIMEOUT = 180.0  # seconds for one test cell (all its calls together)
 
 
 class TestNamespace(dict):
