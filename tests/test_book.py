@@ -418,7 +418,7 @@ INSPECT_PAGE = """async () => {
     preOverflow: [...document.querySelectorAll('article pre')]
       .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
       .map(pre => `${pre.scrollWidth}px in ${pre.clientWidth}px: ` +
-        (pre.textContent.split('\n').reduce((a, b) => (b.length > a.length ? b : a), ''))
+        (pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''))
           .slice(0, 100)),
     mathOverflow: mathWiderThanColumn(),
   };
