@@ -20,7 +20,7 @@ def _check_dtype(dtype):
 
 def _gaussian(mean, cov, n, generator):
     """``n`` draws of N(mean, cov) in float64, as ``MultivariateNormal.rsample`` computes them:
-    ``loc + eps @ L.T`` with ``eps ~ N(0, I)`` and ``L`` the Cholesky factor of ``cov``.
+    ``loc + eps @ A.T`` with ``eps ~ N(0, I)`` and ``A`` the Cholesky factor of ``cov``.
     (``rsample`` itself only uses the global RNG, hence the explicit generator here.)"""
     try:
         dist = MultivariateNormal(mean, covariance_matrix=cov)

@@ -152,7 +152,10 @@ def check_gradient(f, grad_fn, x, h=1e-6, tol=1e-6, n=None, name="x") -> GradChe
     GradCheckResult
         ``diagnosis`` is the first match of: ``"shape"`` (wrong shape, not a tensor, ``None``),
         ``"zero"`` (all zeros), ``"sign"`` (negated), ``"transposed"``, ``"factor"`` (off by a
-        constant ``c``), ``"wrong"`` (anything else, including NaN and a wrong dtype).
+        constant ``c``: the same ratio on at least two entries above the finite-difference
+        noise, or on one entry when ``c`` is ``n`` or ``1/n``), ``"wrong"`` (anything else,
+        including NaN and a wrong dtype; when the ratio varies, the message names the two
+        entries where it is smallest and largest).
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
@@ -260,23 +263,43 @@ def check_gradient(f, grad_fn, x, h=1e-6, tol=1e-6, n=None, name="x") -> GradChe
             err,
             idx,
         )
+    ratios = ""
     if num_scale > 0:
         c = float((a * numeric).sum() / (numeric * numeric).sum())  # least squares: a ~ c * num
-        if abs(c - 1) > 1e-3 and c != 0 and relative_error(a, c * numeric) <= loose:
+        hint = None
+        if n is not None and abs(c - n) <= 1e-3 * n:
+            hint = " c ~ n: a missing 1/n: the loss is a mean, so divide the summed gradient by n."
+        elif n is not None and abs(c * n - 1) <= 1e-3:
+            hint = " c ~ 1/n: divided by n twice (a mean of something already averaged)."
+        # A constant factor needs evidence: the same ratio on at least two entries that are
+        # above the finite-difference noise (one entry always has *some* ratio), unless the
+        # ratio is exactly the n or 1/n we were told about.
+        significant = numeric.abs() > noise
+        ratio = a[significant] / numeric[significant]
+        fits = abs(c - 1) > 1e-3 and c != 0 and relative_error(a, c * numeric) <= loose
+        if fits and (int(significant.sum()) >= 2 or hint):
             msg = f"your gradient is c = {c:.6g} times the numerical one."
-            if n is not None and abs(c - n) <= 1e-3 * n:
-                msg += (
-                    " c ~ n: a missing 1/n: the loss is a mean, so divide the summed gradient by n."
-                )
-            elif n is not None and abs(c * n - 1) <= 1e-3:
-                msg += " c ~ 1/n: divided by n twice (a mean of something already averaged)."
-            else:
-                msg += " Look for a missing or extra constant (a 2, a 1/n, a learning rate)."
+            msg += hint or " Look for a missing or extra constant (a 2, a 1/n, a learning rate)."
             return result("factor", msg, err, idx)
+        if ratio.numel() == 1:
+            ratios = (
+                f" Yours is {float(ratio[0]):.6g} times the numerical value, but with a single "
+                "entry a constant factor cannot be told apart from a different formula: "
+                "compare each term with the derivation (are the labels in {0, 1}?)."
+            )
+        elif ratio.numel() >= 2:
+            places = [tuple(int(i) for i in p) for p in significant.nonzero()]
+            lo, hi = int(ratio.argmin()), int(ratio.argmax())
+            ratios = (
+                f" The ratio yours / numerical is not constant: {float(ratio[lo]):.4g} at "
+                f"{dname}{_fmt(places[lo])} but {float(ratio[hi]):.4g} at "
+                f"{dname}{_fmt(places[hi])}, so it is not a missing constant: part of the "
+                "formula differs (a wrong term, labels in {-1, +1} instead of {0, 1}, ...)."
+            )
     return result(
         "wrong",
         f"relative error {err:.2e} > tol {tol:.0e}; {where}. About 1e-7 is "
-        "good in float64, above 1e-2 means the formula is wrong.",
+        f"good in float64, above 1e-2 means the formula is wrong.{ratios}",
         err,
         idx,
     )

@@ -1,15 +1,15 @@
 """A multilayer perceptron with hand-written backpropagation (no autograd).
 
-Layers ``l = 1..L`` with parameters ``W_l`` of shape ``(sizes[l-1], sizes[l])`` and ``b_l`` of
-shape ``(sizes[l],)``. Forward, with ``H_0 = X`` and ``f`` the hidden activation::
+``D`` layers ``l = 1..D`` with parameters ``W_l`` of shape ``(sizes[l-1], sizes[l])`` and
+``b_l`` of shape ``(sizes[l],)``. Forward, with ``H_0 = X`` and ``f`` the hidden activation::
 
     Z_l = H_{l-1} W_l + b_l          # pre-activation, (n, sizes[l])
-    H_l = f(Z_l)                     # for l < L; the last Z_L is the logits
+    H_l = f(Z_l)                     # for l < D; the last Z_D is the logits
 
 Backward of the mean cross-entropy, from the top layer down (the chain rule, one layer at a
 time)::
 
-    dZ_L = (softmax(Z_L) - onehot(y)) / n
+    dZ_D = (softmax(Z_D) - onehot(y)) / n
     dW_l = H_{l-1}^T dZ_l            # (sizes[l-1], sizes[l]), like W_l
     db_l = sum over samples of dZ_l  # (sizes[l],), like b_l
     dH_{l-1} = dZ_l W_l^T            # back through the linear map
@@ -46,7 +46,7 @@ def init_mlp(sizes, seed=0, dtype=torch.float64):
     Returns
     -------
     dict
-        Keys ``"W1", "b1", ..., "WL", "bL"`` with ``L = len(sizes) - 1``.
+        Keys ``"W1", "b1", ..., "WD", "bD"`` with ``D = len(sizes) - 1`` layers.
     """
     sizes = [check_count(s, f"sizes[{i}]", minimum=1) for i, s in enumerate(list(sizes))]
     if len(sizes) < 2:
@@ -76,19 +76,19 @@ def mlp_forward(params, X, activation="tanh"):
     -------
     logits : torch.Tensor of shape (n, C)
     cache : dict
-        ``inputs`` (``H_0 = X, ..., H_{L-1}``), ``pre`` (``Z_1, ..., Z_{L-1}``), ``logits``
+        ``inputs`` (``H_0 = X, ..., H_{D-1}``), ``pre`` (``Z_1, ..., Z_{D-1}``), ``logits``
         and ``activation``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     X = check_matrix("X", X)
-    L = _check_params(params, X)
+    D = _check_params(params, X)
     f, _ = ACTIVATIONS[activation]
     H, inputs, pre = X, [], []
-    for l in range(1, L + 1):
+    for l in range(1, D + 1):
         inputs.append(H)
         Z = H @ params[f"W{l}"] + params[f"b{l}"]
-        if l < L:
+        if l < D:
             pre.append(Z)
             H = f(Z)
     cache = {"inputs": inputs, "pre": pre, "logits": Z, "activation": activation}
@@ -114,14 +114,14 @@ def mlp_backward(params, cache, y):
     """
     if not isinstance(cache, dict) or not {"inputs", "pre", "logits", "activation"} <= cache.keys():
         raise ValueError("cache must be the second output of mlp_forward(params, X)")
-    L = _check_params(params, cache["inputs"][0])
+    D = _check_params(params, cache["inputs"][0])
     logits = cache["logits"]
     n, C = logits.shape
     y = check_class_labels("y", y, n, num_classes=C, against="the logits")
     _, dact = ACTIVATIONS[cache["activation"]]
     dZ = (softmax(logits, dim=1) - torch.nn.functional.one_hot(y, C).to(logits.dtype)) / n
     grads = {}
-    for l in range(L, 0, -1):
+    for l in range(D, 0, -1):
         H_prev = cache["inputs"][l - 1]
         grads[f"W{l}"] = H_prev.T @ dZ
         grads[f"b{l}"] = dZ.sum(dim=0)
@@ -184,15 +184,15 @@ def _check_params(params, X=None) -> int:
     if not isinstance(params, dict) or not params:
         raise ValueError(f"params must be a non-empty dict of tensors, got {type(params).__name__}")
     layers = [int(k[1:]) for k in params if isinstance(k, str) and re.fullmatch(r"[Wb][1-9]\d*", k)]
-    L = max(layers, default=1)
-    expected = {f"{p}{l}" for l in range(1, L + 1) for p in "Wb"}
+    D = max(layers, default=1)
+    expected = {f"{p}{l}" for l in range(1, D + 1) for p in "Wb"}
     missing, extra = sorted(expected - params.keys()), sorted(map(str, params.keys() - expected))
     if missing or extra:
         raise ValueError(
-            f"params must have keys W1, b1, ..., W{L}, b{L}: missing {missing}, unexpected {extra}"
+            f"params must have keys W1, b1, ..., W{D}, b{D}: missing {missing}, unexpected {extra}"
         )
     width = None if X is None else X.shape[1]
-    for l in range(1, L + 1):
+    for l in range(1, D + 1):
         W, b = params[f"W{l}"], params[f"b{l}"]
         if not isinstance(W, torch.Tensor) or W.ndim != 2:
             raise ValueError(f"params['W{l}'] must be a 2-D tensor, got {_shape(W)}")
@@ -212,7 +212,7 @@ def _check_params(params, X=None) -> int:
         if b.dtype != W.dtype:
             raise ValueError(f"params['b{l}'] has dtype {b.dtype} but W{l} has dtype {W.dtype}")
         width = W.shape[1]
-    return L
+    return D
 
 
 def _shape(t):

@@ -250,7 +250,16 @@ def plot_loss_surface(
             colour = PALETTE[(i + 1) % len(PALETTE)]
             ax.plot(pw, pb, color=colour, marker=".", markersize=4, linewidth=1.2, label=name)
             ax.plot(pw[:1], pb[:1], color=colour, marker="o", markersize=8)
-            ax.plot(pw[-1:], pb[-1:], color=colour, marker="*", markersize=12)
+            ax.plot(
+                pw[-1:],
+                pb[-1:],
+                color=colour,
+                marker="*",
+                markersize=14,
+                zorder=4,
+                markeredgecolor="black",
+                markeredgewidth=0.8,
+            )
         ax.legend(loc="best")
     ax.set_xlim(*w_range)
     ax.set_ylim(*b_range)

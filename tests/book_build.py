@@ -50,7 +50,13 @@ JUPYTEXT_FRONT_MATTER = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
 }
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-PLAIN_PAGES = ("book/10_instructor_guide", "book/execution_statistics")
+PLAIN_PAGES = (
+    "book/appendix_notation",
+    "book/10_instructor_guide",
+    "book/execution_statistics",
+)
+# Appendices are notebooks or plain pages named book/appendix_*; their labels are `app-...`.
+APPENDIX_PREFIX = "book/appendix_"
 
 
 def load_tool(name: str, root: Path = ROOT):

@@ -23,6 +23,7 @@ import jupytext
 import nbformat
 import pytest
 from book_build import (
+    APPENDIX_PREFIX,
     BUILD_DIR,
     JUPYTEXT_FRONT_MATTER,
     PLAIN_PAGES,
@@ -50,7 +51,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 EXERCISE_IDS = release.course_assignments(ROOT)  # the ASSIGNMENTS of nbgrader_config.py
-CHAPTERS = chapter_docnames()
+CHAPTERS = chapter_docnames()  # every notebook page, the appendix notebooks included
+NUMBERED = [name for name in CHAPTERS if not name.startswith(APPENDIX_PREFIX)]
+APPENDICES = [name for name in toc_docnames() if name.startswith(APPENDIX_PREFIX)]
+MUSEUM = "book/appendix_bug_museum"
 
 
 def chapter_source(docname: str) -> str:
@@ -59,6 +63,11 @@ def chapter_source(docname: str) -> str:
 
 def chapter_number(docname: str) -> str:
     return Path(docname).name[:2]
+
+
+def label_prefix(docname: str) -> str:
+    """`chNN-` for chapter NN, `app-` for an appendix."""
+    return "app-" if docname.startswith(APPENDIX_PREFIX) else f"ch{chapter_number(docname)}-"
 
 
 # --------------------------------------------------------------------------- sources (fast)
@@ -70,7 +79,8 @@ def test_toc_lists_existing_files_and_the_plain_pages():
     assert not missing, f"listed in _toc.yml but missing: {missing}"
     for page in PLAIN_PAGES:
         assert page in docnames, f"{page} is not in _toc.yml"
-    assert len(CHAPTERS) == 10, f"expected chapters 00..09 in _toc.yml, got {CHAPTERS}"
+    assert len(NUMBERED) == 10, f"expected chapters 00..09 in _toc.yml, got {NUMBERED}"
+    assert {MUSEUM, "book/appendix_notation"} <= set(APPENDICES), APPENDICES
 
 
 @pytest.mark.parametrize("docname", CHAPTERS)
@@ -130,7 +140,7 @@ def test_chapter_has_goals_exercises_and_key_points(docname):
         problems.append("no 'what you will be able to do' before the first ## section")
     if not re.search(r"^#{2,3} Key points\s*$", text, re.M):
         problems.append('no "## Key points" section')
-    if chapter_number(docname) != "00":
+    if chapter_number(docname) != "00" and docname in NUMBERED:
         if not re.search(r"^(?:```|:::)\{exercise\}", text, re.M):
             problems.append("no {exercise}")
         solutions = re.findall(r"^(?:```|:::)\{solution\}[^\n]*\n((?::[^\n]*\n)*)", text, re.M)
@@ -141,8 +151,8 @@ def test_chapter_has_goals_exercises_and_key_points(docname):
 
 @pytest.mark.parametrize("docname", CHAPTERS)
 def test_labels_carry_the_chapter_prefix(docname):
-    """Section labels are `(chNN-...)=`; figure names are `fig-...`, unique in the book."""
-    prefix = f"ch{chapter_number(docname)}-"
+    """Section labels are `(chNN-...)=` (`(app-...)=` in appendices); figures are `fig-...`."""
+    prefix = label_prefix(docname)
     labels = re.findall(r"^\(([^)]+)\)=\s*$", chapter_source(docname), re.M)
     wrong = [label for label in labels if not label.startswith(prefix)]
     assert not wrong, f"{docname}.md: labels without the prefix {prefix!r}: {wrong}"
@@ -164,6 +174,51 @@ def test_figure_cells_have_caption_name_and_alt_text(docname):
         if not str(image.get("alt", "")).strip():
             problems.append(f"cell {index}: no mystnb.image.alt")
     assert not problems, f"{docname}.md:\n" + "\n".join(problems)
+
+
+def _museum_exhibits():
+    """{exhibit heading: [cells]} of the bug museum, split at its `## N. ...` headings."""
+    notebook = jupytext.read(ROOT / f"{MUSEUM}.md")
+    exhibits, current = {}, None
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            if current is not None:
+                exhibits[current].append(cell)
+            continue
+        for line in cell.source.splitlines():  # a heading may sit mid-cell
+            if line.startswith("## "):
+                current = line[3:] if re.match(r"^## \d+\. ", line) else None
+                if current is not None:
+                    exhibits[current] = []
+            elif current is not None:
+                exhibits[current].append(nbformat.v4.new_markdown_cell(line))
+    return exhibits
+
+
+def test_museum_has_every_bug_of_the_issue_and_each_exhibit_is_complete():
+    """Each exhibit: a bug cell that asserts the symptom, two sentences, a fix cell that
+    asserts the fix, and a link to an existing section of a chapter."""
+    exhibits = _museum_exhibits()
+    assert len(exhibits) >= 12, sorted(exhibits)
+    labels = {
+        label
+        for name in CHAPTERS
+        for label in re.findall(r"^\(([^)]+)\)=\s*$", chapter_source(name), re.M)
+    }
+    problems = []
+    for title, cells in exhibits.items():
+        tags = [c.metadata.get("tags", []) for c in cells if c.cell_type == "code"]
+        bug = [c for c in cells if "museum-bug" in c.metadata.get("tags", [])]
+        fix = [c for c in cells if "museum-fix" in c.metadata.get("tags", [])]
+        if len(bug) != 1 or "assert " not in bug[0].source:
+            problems.append(f"{title}: needs one museum-bug cell with an assert ({tags})")
+        if len(fix) != 1 or "assert " not in fix[0].source:
+            problems.append(f"{title}: needs one museum-fix cell with an assert")
+        prose = " ".join(c.source for c in cells if c.cell_type == "markdown")
+        refs = re.findall(r"\{ref\}`([^`]+)`", prose)
+        if not any(r.startswith("ch") and r in labels for r in refs):
+            problems.append(f"{title}: no link to an existing chapter section ({refs})")
+    assert not problems, "\n".join(problems)
 
 
 # ------------------------------------------------------------- pair_notebooks.py (fast)
@@ -273,6 +328,28 @@ def test_figures_in_the_executed_chapters_have_caption_and_alt_text(book):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
+def test_every_museum_exhibit_ran_and_printed_its_symptom(book):
+    """In the executed appendix, every bug and fix cell ran without error and printed the
+    numbers its assertion is about (the strict build fails on a failed assertion)."""
+    notebook = nbformat.read(book.executed / f"{MUSEUM}.ipynb", as_version=4)
+    cells = [
+        c
+        for c in notebook.cells
+        if c.cell_type == "code" and {"museum-bug", "museum-fix"} & set(c.metadata.get("tags", []))
+    ]
+    assert len(cells) >= 24, f"only {len(cells)} exhibit cells were executed"
+    problems = []
+    for cell in cells:
+        outputs = cell.get("outputs", [])
+        first = cell.source.splitlines()[0]
+        if any(o.output_type == "error" for o in outputs):
+            problems.append(f"{first!r}: raised")
+        if not any(o.output_type == "stream" and o.text.strip() for o in outputs):
+            problems.append(f"{first!r}: printed nothing")
+    assert not problems, "\n".join(problems)
+
+
 class _ResourceFinder(HTMLParser):
     """Collect the URLs a page loads by itself: scripts, images, stylesheets, icons."""
 
@@ -337,7 +414,48 @@ INSPECT_PAGE = """async () => {
     brokenImages: images.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src),
     imagesWithoutAlt: [...document.querySelectorAll('article img')]
       .filter(img => !img.alt.trim()).map(img => img.src),
+    rawMath: rawMathInText(),
+    preOverflow: [...document.querySelectorAll('article pre')]
+      .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+      .map(pre => `${pre.scrollWidth}px in ${pre.clientWidth}px: ` +
+        (pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''))
+          .slice(0, 100)),
+    mathOverflow: mathWiderThanColumn(),
   };
+
+  // Text the reader sees that still holds TeX delimiters: MathJax did not take it (a
+  // MyST list item that split a formula, a stray $ ...). Code and MathJax output excluded.
+  function rawMathInText() {
+    const skip = 'pre, code, script, style, mjx-container, mjx-assistive-mml, .highlight, ' +
+      'textarea, title';
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const found = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const parent = node.parentElement;
+      if (!parent || parent.closest(skip)) continue;
+      const style = getComputedStyle(parent);
+      if (style.display === 'none' || style.visibility === 'hidden') continue;
+      const text = node.textContent;
+      const at = text.search(/\\$|\\\\\\(|\\\\\\[/);
+      if (at >= 0) found.push(text.slice(Math.max(0, at - 40), at + 40).trim());
+    }
+    return found;
+  }
+
+  // Display equations whose typeset width exceeds the text column they sit in.
+  function mathWiderThanColumn() {
+    const column = document.querySelector('article.bd-article') ||
+      document.querySelector('main') || document.body;
+    const box = column.getBoundingClientRect();
+    return [...document.querySelectorAll('mjx-container[display="true"]')]
+      .map(container => {
+        const math = container.querySelector('mjx-math') || container;
+        const r = math.getBoundingClientRect();
+        return {r, text: (container.closest('.math') || container).textContent.slice(0, 80)};
+      })
+      .filter(({r}) => r.width > box.width + 1 || r.right > box.right + 1)
+      .map(({r, text}) => `${Math.round(r.width)}px in ${Math.round(box.width)}px: ${text}`);
+  }
 }"""
 
 
@@ -445,6 +563,30 @@ def test_math_is_typeset_by_mathjax(browsed):
         or found["rawDollars"]
     }
     assert not problems, json.dumps(problems, indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_no_raw_tex_delimiters_in_the_rendered_text(browsed):
+    """A `$`, `\\(` or `\\[` that a reader sees means MathJax did not typeset a formula."""
+    assert not _report(browsed, "rawMath"), json.dumps(_report(browsed, "rawMath"), indent=1)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_code_and_output_blocks_fit_their_box(browsed):
+    """No `pre` block (code or output) is wider than its box at 1280 px."""
+    assert not _report(browsed, "preOverflow"), json.dumps(
+        _report(browsed, "preOverflow"), indent=1
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_display_equations_fit_the_text_column(browsed):
+    assert not _report(browsed, "mathOverflow"), json.dumps(
+        _report(browsed, "mathOverflow"), indent=1
+    )
 
 
 @pytest.mark.slow

@@ -229,6 +229,61 @@ def test_check_gradient_names_the_mistake(logistic, mistake, diagnosis, match):
         assert res.passed, res.message
 
 
+def _pm1_labels(y):
+    """Labels in {-1, +1} where the loss expects {0, 1} (the seed tutorials' convention)."""
+    return 2 * y - 1
+
+
+def test_labels_in_pm1_are_not_called_a_constant_factor(logistic):
+    """Ratios differ across the entries of dw: the message says so and names them."""
+    X, y, w, b = logistic
+    n = X.shape[0]
+    s = _pm1_labels(y)
+    res = check_gradient(
+        lambda w_: bce_with_logits(X @ w_ + b, y),
+        lambda w_: X.T @ (torch.sigmoid(X @ w_ + b) - s) / n,
+        w,
+        n=n,
+        name="w",
+    )
+    numeric = numerical_gradient(lambda w_: bce_with_logits(X @ w_ + b, y), w.clone())
+    ratio = (X.T @ (torch.sigmoid(X @ w + b) - s) / n) / numeric
+    assert float(ratio.max() - ratio.min()) > 0.1  # the premise: not one constant
+    assert res.diagnosis == "wrong" and "times the numerical one" not in res.message
+    assert "not constant" in res.message and "dw[" in res.message
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-2])
+def test_a_single_entry_never_gets_a_constant_factor_from_its_ratio_alone(logistic, tol):
+    """db with labels in {-1, +1}: one entry always has *some* ratio; that is no evidence."""
+    X, y, w, b = logistic
+    n = X.shape[0]
+    s = _pm1_labels(y)
+    res = check_gradient(
+        lambda b_: bce_with_logits(X @ w + b_, y),
+        lambda b_: (torch.sigmoid(X @ w + b_) - s).mean(),
+        b,
+        n=n,
+        name="b",
+        tol=tol,
+    )
+    assert res.diagnosis == "wrong", res.message
+    assert "single entry" in res.message and "c = " not in res.message
+
+
+def test_a_single_entry_off_by_exactly_n_is_still_the_missing_1_over_n(logistic):
+    X, y, w, b = logistic
+    n = X.shape[0]
+    res = check_gradient(
+        lambda b_: bce_with_logits(X @ w + b_, y),
+        lambda b_: (torch.sigmoid(X @ w + b_) - y).sum(),
+        b,
+        n=n,
+        name="b",
+    )
+    assert res.diagnosis == "factor" and "missing 1/n" in res.message
+
+
 def test_missing_bias_term_is_zero_gradient(logistic):
     X, y, w, b = logistic
     res = check_gradient(
