@@ -224,26 +224,50 @@ def small_course(tmp_path):
     return tmp_path
 
 
-def test_kill_mid_batch_keeps_grades_written(small_course):
-    proc = _grade(small_course, wait=False)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        csv_path = small_course / "grades.csv"
-        if csv_path.exists() and len(_rows(small_course)) >= 1:
-            break
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    rows = _rows(small_course)
-    assert rows, "nothing was kept"
-    for row in rows.values():
-        assert float(row["score"]) == battery.FULL and row["status"] == "ok"
+def _recorded(root) -> dict[str, str]:
+    """student -> status of each submission the gradebook holds (read without locking it)."""
+    import sqlite3
+
+    db = root / "gradebook" / "gradebook.db"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            rows = con.execute("SELECT student, status FROM logreg_grader_status").fetchall()
+    except sqlite3.Error:  # not created yet, or busy
+        return {}
+    return {student: status for student, status in rows}
+
+
+def test_kill_mid_batch_keeps_grades_written(tmp_path):
+    """SIGKILL of the whole run after its first recorded submission: what was recorded stays,
+    complete and correct, and no process of the run survives. (grades.csv is written at the
+    end only, so the gradebook is what a killed run leaves.)"""
     from nbgrader.api import Gradebook
 
-    cfg = release.load_config(small_course, small_course)
+    solution = _course(tmp_path)
+    students = [f"s{k}" for k in range(6)]
+    for student in students:
+        folder = tmp_path / "submitted" / student / AID
+        folder.mkdir(parents=True)
+        nbformat.write(solution, folder / f"{AID}.ipynb")
+    proc = _grade(tmp_path, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and not _recorded(tmp_path) and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded = _recorded(tmp_path)
+    assert recorded, "nothing was kept"
+    assert len(recorded) < len(students), "the run ended before it could be killed"
+    assert set(recorded.values()) == {"ok"}, recorded
+    cfg = release.load_config(tmp_path, tmp_path)
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        for student, _ in rows:
-            assert gb.find_submission(AID, student).score == battery.FULL
+        for student in recorded:
+            assert gb.find_submission(AID, student).score == battery.FULL, student
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no process of the run's group is left
 
 
 def test_force_regrade_keeps_manual_grade_and_concurrent_runs_do_not_corrupt(small_course):
