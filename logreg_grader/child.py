@@ -172,6 +172,7 @@ class Server:
         sink = io.StringIO()
         error, reply = None, {}
         rec = Recorder(self.watched)
+        rng = torch.get_rng_state()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -189,7 +190,16 @@ class Server:
                     except Exception as e:  # noqa: BLE001 - goes back to the test
                         error = e
         reply["observed"] = rec.obs.to_dict()
+        now = torch.get_rng_state()
+        if not torch.equal(now, rng):  # the test may check the global generator was left alone
+            reply["rng"] = codec.encode(now, self.table_out)
         if error is not None:
+            if "rng" in reply:
+                return {
+                    "error": codec.exc_info(error),
+                    "observed": reply["observed"],
+                    "rng": reply["rng"],
+                }
             return {"error": codec.exc_info(error), "observed": reply["observed"]}
         return reply
 

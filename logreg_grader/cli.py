@@ -99,6 +99,19 @@ def parse_notebook(data: bytes, graded: Graded) -> dict | None:
     try:
         if not isinstance(nb, dict):
             raise ValueError("the top level is not an object")
+        cells = nb.get("cells")
+        if not isinstance(cells, list):
+            raise ValueError("'cells' must be a list of cells")
+        for i, cell in enumerate(cells):
+            if not isinstance(cell, dict):
+                raise ValueError(f"cell {i} is not an object")
+            if cell.get("cell_type") not in ("code", "markdown", "raw"):
+                raise ValueError(f"cell {i} has no valid cell_type")
+            src = cell.get("source", "")
+            if not isinstance(src, str) and not (
+                isinstance(src, list) and all(isinstance(x, str) for x in src)
+            ):
+                raise ValueError(f"the source of cell {i} is not text")
         node = nbformat.from_dict(nb)
         if nb.get("nbformat") != 4:
             raise ValueError(f"nbformat {nb.get('nbformat')!r}, expected 4")
@@ -310,16 +323,16 @@ def run(args) -> int:
     from logreg_grader import gradebook, report
 
     course = Course(args.root.resolve())
-    try:
-        available = course.assignments(args.assignment)
-    except release.SourceError as err:
-        print(f"grade: {err}", file=sys.stderr)
-        return 2
-    try:
+    try:  # before anything touches the course
         sandbox.preflight()
         sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
     except sandbox.SandboxUnavailable as err:
         print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+        return 2
+    try:
+        available = course.assignments(args.assignment)
+    except release.SourceError as err:
+        print(f"grade: {err}", file=sys.stderr)
         return 2
     release.prepare_environment()
     course.make_private()

@@ -8,7 +8,8 @@ these tagged objects:
 ``{"__t__": dtype, ...}``  a torch tensor: dtype name, shape and raw little-endian bytes
                            (base64); a Tensor subclass crosses as its plain data only
 ``{"__np__": tensor}``     a NumPy array of a numeric dtype
-``{"__tuple__": [...]}``   a tuple; ``{"__dict__": [[k, v], ...]}`` a dict
+``{"__tuple__": [...]}``   a tuple; ``{"__dict__": [[k, v], ...]}`` a dict (subclasses of
+                           tuple, list and dict cross as the plain type)
 ``{"__dtype__": name}``    a torch dtype; ``{"__gen__": state}`` a torch.Generator
 ``{"__iter__": [...]}``    a generator, map, zip, ... (consumed, at most MAX_ITEMS)
 ``{"__dc__": name, ...}``  a dataclass instance, by field
@@ -154,12 +155,14 @@ def encode(v, table, depth: int = 0):
         return {"__np__": _enc_tensor(torch.from_numpy(np.ascontiguousarray(v)))}
     if isinstance(v, np.generic) and type(v).__module__ == "numpy":
         return encode(v.item(), table, depth + 1)
-    if type(v) is tuple:
-        return {"__tuple__": [encode(x, table, depth + 1) for x in v]}
-    if type(v) is list:
-        return [encode(x, table, depth + 1) for x in v[:MAX_ITEMS]]
-    if type(v) is dict:
-        items = list(v.items())[:MAX_ITEMS]
+    # Subclasses (NamedTuple, torch.return_types, OrderedDict, defaultdict) cross as the plain
+    # container's data: what a test can do with one, it can do with the other.
+    if isinstance(v, tuple):
+        return {"__tuple__": [encode(x, table, depth + 1) for x in tuple.__iter__(v)]}
+    if isinstance(v, list):
+        return [encode(x, table, depth + 1) for x in list.__iter__(v)][:MAX_ITEMS]
+    if isinstance(v, dict):
+        items = list(dict.items(v))[:MAX_ITEMS]
         return {
             "__dict__": [
                 [encode(k, table, depth + 1), encode(x, table, depth + 1)] for k, x in items

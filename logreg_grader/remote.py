@@ -334,6 +334,9 @@ class Session:
             lost.detail = f"({remote._label}) {lost.detail}"
             raise
         obs = Observation.from_dict(reply.get("observed"))
+        if "rng" in reply:  # the call drew from (or reseeded) the global generator: so here
+            with contextlib.suppress(codec.ProtocolError, TypeError, RuntimeError):
+                torch.set_rng_state(codec.decode(reply["rng"], self._table_in).to(torch.uint8))
         collector = COLLECTOR.get()
         if collector is not None:
             collector.merge(obs)
