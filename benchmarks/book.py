@@ -65,7 +65,7 @@ def _load_pair_notebooks(root: Path):
 def write_config(src: Path, path: Path, mode: str) -> Path:
     """A copy of src/_config.yml with ``execute_notebooks: mode`` and absolute extension paths.
 
-    ``raise_on_error`` is off (as in tests/book_build.py) so that one failing chapter does not
+    ``raise_on_error`` is off (as in tests/book/book_build.py) so that one failing chapter does not
     stop the build: it is detected from the execution reports and the figure marked invalid.
     """
     config = yaml.safe_load((src / "_config.yml").read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ knows the assignment, as `make grade` does after its first run.
 Figures, for each assignment of ``--class-assignments`` (all in one run, interleaved):
 
 - a **class** of ``--class-size`` submissions of that assignment (half of them the solution,
-  the others a planted bug of tests/fixtures/bugs_*.py each, in turn, and every tenth the
+  the others a planted bug of tests/grader/fixtures/bugs_*.py each, in turn, and every tenth the
   untouched release, so that scores vary), graded by one ``logreg-grade --jobs 1``: its wall
   clock divided by the class size, against
 
@@ -87,9 +87,9 @@ class Entry:
 
 
 def load_bugs(root: Path = ROOT) -> dict[str, list[dict]]:
-    """Every fixture bug of tests/fixtures/bugs_*.py, by assignment id."""
+    """Every fixture bug of tests/grader/fixtures/bugs_*.py, by assignment id."""
     bugs: dict[str, list[dict]] = {}
-    for path in sorted((root / "tests" / "fixtures").glob("bugs_*.py")):
+    for path in sorted((root / "tests" / "grader" / "fixtures").glob("bugs_*.py")):
         spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 from logreg_grader import release  # noqa: E402
 
 AIDS = [p.stem for p in release.sources(REPO)]

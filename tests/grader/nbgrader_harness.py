@@ -1,6 +1,6 @@
 """Build a throw-away nbgrader course, fill it with submissions and grade it with logreg-grade.
 
-Used by tests/test_grading.py. Students of the fixture class:
+Used by tests/grader/test_grading.py. Students of the fixture class:
 
 - ``perfect``: every solution notebook handed in as it is (must get full marks);
 - ``untouched``: every released notebook handed in unchanged (must get 0 on every test);
@@ -8,8 +8,8 @@ Used by tests/test_grading.py. Students of the fixture class:
   (must still get full marks: ``call_student`` keeps the test cell's stderr empty);
 - ``broken`` (not a notebook) and ``crash`` (its kernel dies) for the first assignment: the
   batch must go on and report them;
-- ``bug-<name>``: one per entry of tests/fixtures/bugs_*.py, the solution of one assignment with
-  some solution cells replaced (exactly ``expect_failed`` tests must fail).
+- ``bug-<name>``: one per entry of tests/grader/fixtures/bugs_*.py, the solution of one
+  assignment with some solution cells replaced (exactly ``expect_failed`` tests must fail).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import nbformat
 
 from logreg_grader import release
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Extra lines for the ``noisy`` student: a correct sigmoid that warns and prints to stderr.
 NOISY_ASSIGNMENT = "02_numerical_stability"
@@ -54,7 +54,7 @@ def assignments(repo: Path = REPO) -> list[str]:
     return [a for a in found if a in wanted.split(",")] if wanted else found
 
 
-def load_bugs(aids: list[str], folder: Path = REPO / "tests" / "fixtures") -> list[dict]:
+def load_bugs(aids: list[str], folder: Path = REPO / "tests" / "grader" / "fixtures") -> list[dict]:
     """Every BUGS entry of folder/bugs_*.py whose assignment is in aids."""
     bugs = []
     for path in sorted(folder.glob("bugs_*.py")):
@@ -102,7 +102,7 @@ class Course:
             md = REPO / "solutions" / aid / f"{aid}.md"
             shutil.copy(md, self.root / "solutions" / aid / md.name)
             self.sources[aid] = release.source_notebook(md)
-        # The committed release (tests/test_release.py checks that it is fresh); generated
+        # The committed release (tests/grader/test_release.py checks that it is fresh); generated
         # here only for an assignment that has not been released yet.
         committed = {a: REPO / "exercises" / a / f"{a}.ipynb" for a in self.aids}
         missing = {a: nb for a, nb in self.sources.items() if not committed[a].exists()}

@@ -1,4 +1,4 @@
-"""Grader hardening: adversarial submissions (tests/attacks/battery.py) graded end to end by
+"""Grader hardening: adversarial submissions (tests/grader/attacks/battery.py) graded end to end by
 logreg-grade, plus crash-safety, manual-grade keeping and concurrent runs."""
 
 import csv
@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from nbgrader_harness import autograded_cells
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "attacks"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "grader" / "attacks"))
 import battery  # noqa: E402
 import honest  # noqa: E402
 

@@ -1,9 +1,9 @@
 """A small fixture class for the grading-at-scale tests, and what a graded run produced.
 
-Built with tests/nbgrader_harness.py's helpers. Three students, two assignments (``AIDS``),
+Built with tests/grader/nbgrader_harness.py's helpers. Three students, two assignments (``AIDS``),
 four submissions: ``perfect`` hands in the solution of each assignment, ``untouched`` the
 released notebook of the last one, and ``bug-<name>`` the first bug fixture of the first
-assignment (tests/fixtures/bugs_*.py), which fails some tests and passes others.
+assignment (tests/grader/fixtures/bugs_*.py), which fails some tests and passes others.
 ``run_grade`` runs logreg-grade as `make grade` does; ``outcome`` collects everything a run
 must reproduce: grades.csv rows, the per-cell scores and totals in the gradebook, and the
 visible text of every feedback file.

@@ -1,7 +1,7 @@
 """The grader never costs an honest student points: correct but unusual submissions
-(tests/attacks/honest.py) get every autograded point, status ok, and show in the formgrader as
-written. They are graded end to end by logreg-grade --jobs 2, in the same run as the attack
-battery of tests/test_hardening.py (battery.trust_course: one run for both files)."""
+(tests/grader/attacks/honest.py) get every autograded point, status ok, and show in the
+formgrader as written. They are graded end to end by logreg-grade --jobs 2, in the same run
+as the attack battery of tests/grader/test_hardening.py (battery.trust_course: one run for both files)."""
 
 import csv
 import sys
@@ -11,8 +11,8 @@ import nbformat
 import pytest
 from nbgrader_harness import autograded_cells
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "attacks"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "grader" / "attacks"))
 import battery  # noqa: E402
 import honest  # noqa: E402
 from honest import student  # noqa: E402

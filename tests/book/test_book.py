@@ -1,14 +1,14 @@
 """Tests of the book: its sources, a strict forced build, and every page in headless Chromium.
 
 Fast tests read the sources in book/ and run tools/pair_notebooks.py. The slow ones share one
-build per session (tests/book_build.py: forced execution, -W --keep-going, into
+build per session (tests/book/book_build.py: forced execution, -W --keep-going, into
 _build/test-book/; the execution reports of a failed build stay in its html/reports/).
 The browser tests serve that HTML on 127.0.0.1, open every page with Playwright driving
 Debian's Chromium (/usr/bin/chromium: `apt-get install chromium`) and save a full-page
 screenshot of each under _build/screenshots/.
 
-    pytest tests/test_book.py -m "not slow"     # sources only (seconds)
-    pytest tests/test_book.py                   # everything (a few minutes)
+    pytest tests/book/test_book.py -m "not slow"     # sources only (seconds)
+    pytest tests/book/test_book.py                   # everything (a few minutes)
 """
 
 import json
@@ -38,7 +38,7 @@ from book_build import (
     serve,
     toc_docnames,
 )
-from nbgrader_harness import release
+from logreg_grader import release
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -260,7 +260,7 @@ def test_pair_notebooks_writes_one_stable_notebook_per_chapter(tmp_path, capsys)
 
 @pytest.fixture(scope="session")
 def book():
-    """One strict, forced build of the whole book per session (see tests/book_build.py)."""
+    """One strict, forced build of the whole book per session (see tests/book/book_build.py)."""
     if os.environ.get("BOOK_TEST_REUSE") == "1" and (build := previous_build()) is not None:
         return build
     return build_book(ROOT, BUILD_DIR)

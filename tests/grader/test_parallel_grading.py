@@ -1,6 +1,6 @@
 """`make grade JOBS=N`: grading in parallel gives exactly the grades of a serial run.
 
-A small class (tests/class_builder.py: 2 assignments, a perfect, an untouched and a buggy
+A small class (tests/grader/class_builder.py: 2 assignments, a perfect, an untouched and a buggy
 submission each) is graded twice on separate course roots, with --jobs 1 and --jobs 2, both on
 the default SQLite gradebook. Scores per cell, totals, statuses, grades.csv and feedback must be
 identical, and no worker may hit "database is locked" (logreg_grader/gradebook.py).

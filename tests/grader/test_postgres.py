@@ -1,10 +1,11 @@
 """A PostgreSQL gradebook shared by several grading machines gives the grades of a serial run.
 
-A real PostgreSQL server (Debian's package, started by tests/pg_server.py as an unprivileged
+A real PostgreSQL server (Debian's package, started by tests/grader/pg_server.py as an unprivileged
 user, on 127.0.0.1 and a free port) gets a database owned by an ordinary role. Two "machines"
 (two course roots, each with some of the students' submissions) run logreg-grade against it
 through $LOGREG_GRADEBOOK_URL, then four processes write to it at once. Every cell score, total,
-status, grades.csv row and feedback must equal the serial SQLite run of tests/class_builder.py.
+status, grades.csv row and feedback must equal the serial SQLite run of
+tests/grader/class_builder.py.
 The server is stopped at the end, also when a test fails. Without PostgreSQL the slow tests
 skip (and fail when CI=true).
 """

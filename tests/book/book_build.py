@@ -1,4 +1,4 @@
-"""Helpers for tests/test_book.py: the book's sources, a forced strict build, a local server.
+"""Helpers for tests/book/test_book.py: the book's sources, a forced strict build, a local server.
 
 The build runs `jupyter-book build` exactly as `make book` does (-W --keep-going, HTML), with a
 copy of _config.yml that differs in three execution settings:
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "_build" / "test-book"
 SCREENSHOT_DIR = ROOT / "_build" / "screenshots"
 

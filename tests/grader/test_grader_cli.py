@@ -14,7 +14,7 @@ import pytest
 
 from logreg_grader import release
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AID = "02_numerical_stability"
 GRADE = str(Path(sys.executable).parent / "logreg-grade")
 pytestmark = pytest.mark.slow

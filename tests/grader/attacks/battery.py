@@ -1,4 +1,4 @@
-"""Adversarial submissions for tests/test_hardening.py, on 02_numerical_stability (and 05).
+"""Adversarial submissions for tests/grader/test_hardening.py, on 02_numerical_stability (and 05).
 
 Each entry: ``name``; how to build the submission from the solution notebook (``replace``:
 grade_id -> new solution-cell source; ``edit``: grade_id -> new test-cell source; ``delete`` /
@@ -619,7 +619,7 @@ def build(attack: dict, solution_nb, folder) -> None:
     import nbformat
 
     root = folder.resolve().parents[2]
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
 
     def fill(text: str) -> str:
         return text.replace("{ROOT}", str(root)).replace("{REPO}", str(repo))
@@ -693,9 +693,9 @@ def sandbox_files() -> dict[str, int]:
 
 
 def trust_course() -> dict:
-    """ATTACKS and the honest submissions (tests/attacks/honest.py) in one course, graded by
-    one ``logreg-grade --jobs 2`` run: once per pytest process (tests/test_hardening.py and
-    tests/test_honest.py share it), removed at exit.
+    """ATTACKS and the honest submissions (tests/grader/attacks/honest.py) in one course, graded by
+    one ``logreg-grade --jobs 2`` run: once per pytest process (tests/grader/test_hardening.py and
+    tests/grader/test_honest.py share it), removed at exit.
 
     The course lives in a world-traversable folder (not pytest's private 0700 one), so that
     the course files the attacks try to read are readable by any uid: only the sandbox keeps
@@ -717,7 +717,7 @@ def trust_course() -> dict:
 
     from logreg_grader import release
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     root = Path(tempfile.mkdtemp(prefix="logreg-trust-"))
     atexit.register(shutil.rmtree, root, True)
     root.chmod(0o755)

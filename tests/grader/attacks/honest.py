@@ -1,4 +1,5 @@
-"""Honest submissions for tests/test_honest.py: correct but unusual code that must get full marks.
+"""Honest submissions for tests/grader/test_honest.py: correct but unusual code that must get
+full marks.
 
 Each entry is the solution notebook of one assignment with some cells changed the way real
 students write code: helpers in cells they added, extra imports, index assignment, locals named
@@ -899,7 +900,7 @@ def formgrade_html(path, student="student", aid="assignment") -> str:
     from nbgrader.server_extensions.formgrader import handlers
     from traitlets.config.loader import PyFileConfigLoader
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     config = PyFileConfigLoader("nbgrader_config.py", path=str(repo)).load_config()
     config.HTMLExporter.template_name = "formgrade"
     config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
