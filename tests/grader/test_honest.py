@@ -1,7 +1,8 @@
 """The grader never costs an honest student points: correct but unusual submissions
 (tests/grader/attacks/honest.py) get every autograded point, status ok, and show in the
 formgrader as written. They are graded end to end by logreg-grade --jobs 2, in the same run
-as the attack battery of tests/grader/test_hardening.py (battery.trust_course: one run for both files)."""
+as the attack battery of tests/grader/test_hardening.py (battery.trust_course: one run for
+both files)."""
 
 import csv
 import sys
