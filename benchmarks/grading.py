@@ -670,6 +670,9 @@ def run(cfg, bar, budget: Budget) -> Section:
         for aid in wanted
     }
     bugs = load_bugs()
+    for aid in wanted:
+        if not bugs.get(aid):
+            section.notes.append(f"no planted bug for {aid} in tests/grader/fixtures/bugs_*.py")
 
     logs = cfg.logs / "grading"
     shutil.rmtree(logs, ignore_errors=True)
