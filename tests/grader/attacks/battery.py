@@ -485,6 +485,26 @@ ISSUE_10 = [
         score=FULL_01 - 2,
         status="ok",
     ),
+    # Results a test relies on are recomputed from what the function returned: a
+    # gradient_descent that does not train but reports a decreasing history gets only the
+    # test of its result's shape (minibatches and sgd are left as released: fast to grade).
+    dict(
+        name="fabricated_loss_history",
+        assignment=AID_05,
+        replace={
+            "minibatches": "raise NotImplementedError()\n",
+            "gradient_descent": "def gradient_descent(X, y, lr, num_steps, w0=None, b0=None, "
+            "progress=False):\n"
+            "    w = torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0.clone()\n"
+            "    b = torch.zeros((), dtype=X.dtype) if b0 is None else b0.clone()\n"
+            "    history = [math.log(2) - 0.005 * k for k in range(num_steps)]\n"
+            "    epoch_history = [math.log(2) - 0.005 * (k + 1) for k in range(num_steps)]\n"
+            "    return FitResult(w, b, history, epoch_history, num_steps)\n",
+            "sgd": "raise NotImplementedError()\n",
+        },
+        score=1.0,
+        status="ok",
+    ),
     dict(
         name="symlink_to_solution",
         symlink="{ROOT}/solutions/02_numerical_stability/02_numerical_stability.ipynb",
