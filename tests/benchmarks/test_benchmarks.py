@@ -416,7 +416,8 @@ def test_failure_names_the_exit_status_and_the_last_line():
 
 @pytest.mark.slow
 def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
-    """The real grader, two commands: registering a course, then grading two submissions."""
+    """The real grader, two commands: registering a course, then grading two submissions in
+    another course of the same assignment."""
     from types import SimpleNamespace
 
     from nbgrader.api import Gradebook
@@ -432,8 +433,11 @@ def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
     ]
     (tmp_path / "logs").mkdir()
     bench = grading.Bench(SimpleNamespace(threads=1), tmp_path, tmp_path / "logs")
-    course, registered = bench.course("course", aid, entries)
+    first, registered = bench.course("first", aid, [])
     assert registered.ok and registered.seconds > 0
+    # A second course of the assignment starts from a copy of the registered one.
+    course, again = bench.course("course", aid, entries)
+    assert again is None and bench.templates[course] == bench.templates[first]
     measured, problem, per_sub, timings = bench.grade(course, 1, "grade")
     log = (tmp_path / "logs" / "grade.log").read_text(errors="replace")
     assert measured.ok and problem == "", log[-2000:]
@@ -441,6 +445,7 @@ def test_a_registered_course_is_graded_from_scratch_after_each_reset(tmp_path):
     if bench.has_timings:  # and the grader's own record of where the time went
         assert set(timings["per_submission"]) == {f"{aid}/{e.student}" for e in entries}
         assert 0 < timings["grading"] < timings["total"] <= measured.seconds
+        assert timings["register"] < 0.5 * registered.seconds  # found registered: no rerun
     rows = {r["student"]: r for r in grading.read_grades(course)}
     assert float(rows["student0001"]["score"]) < float(rows["student0000"]["score"])
     assert (course / "feedback" / "student0001" / aid / f"{aid}.html").exists()
