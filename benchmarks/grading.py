@@ -565,6 +565,7 @@ class Bench:
         return self.logs / f"{name}.log"
 
     def measure(self, command: list, cwd: Path, log: str) -> Measured:
+        self.logs.mkdir(parents=True, exist_ok=True)  # a `make clean` meanwhile removes it
         return run_measured(command, cwd=cwd, env=self.env, log=self.log(log), timeout=TIMEOUT)
 
     def course(self, name: str, aid: str, entries: list[Entry]) -> tuple[Path, Measured | None]:
