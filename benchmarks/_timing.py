@@ -212,10 +212,29 @@ class Figure:
             "runs": self.runs,
             "floor_runs": self.floor_runs,
             "planned_runs": self.planned,
+            "target_label": self.target_label,
             "note": self.note,
             "invalid": self.invalid,
             "unavailable": self.unavailable,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Figure:
+        target = d.get("target")
+        return cls(
+            d["key"],
+            d["name"],
+            d["floor_name"],
+            list(d.get("runs", [])),
+            list(d.get("floor_runs", [])),
+            d.get("unit", "s"),
+            None if target is None else (target["op"], target["value"]),
+            d.get("target_label", ""),
+            d.get("note", ""),
+            d.get("invalid", ""),
+            d.get("unavailable", ""),
+            d.get("planned_runs"),
+        )
 
 
 @dataclass
@@ -244,6 +263,20 @@ class Section:
             "details": self.details,
             "figures": [f.as_dict() for f in self.figures],
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Section:
+        return cls(
+            d["key"],
+            d["title"],
+            d.get("status", "ran"),
+            d.get("reason", ""),
+            [Figure.from_dict(f) for f in d.get("figures", [])],
+            list(d.get("notes", [])),
+            d.get("details", ""),
+            dict(d.get("settings", {})),
+            d.get("seconds", 0.0),
+        )
 
 
 def _version(dist: str) -> str:

@@ -27,7 +27,10 @@ Figures, for each assignment of ``--class-assignments`` (all in one run, interle
   wall clock (interpreter start, sandbox check, fork server, grading, grades.csv and plot),
   against nbclient executing it once (target <= 1.0x);
 - the first ``logreg-grade`` of a new course, which registers the assignment (no target);
-- the same class with **2 workers** against 1 (target: at least 1.8x faster);
+- the same class with **2 workers** (``--jobs 2``: an embedded Dask local cluster) against 1
+  (in-process, what ``--jobs 1`` runs; target: at least 1.8x faster);
+- the same class on a **Dask scheduler on loopback** with 2 ``dask worker`` processes started
+  before the timed runs (``--scheduler``), against ``--jobs 2`` (target: at most 1.1x);
 
 and once, for ``--scale-assignment``: **10x the submissions** (``--scale`` and 10 times as
 many, copies of four notebooks under distinct student names, ``--jobs 2``) cost at most
@@ -73,6 +76,7 @@ TARGET_VS_NBGRADER = 0.25
 TARGET_SINGLE = 1.0
 TARGET_SPEEDUP = 1.8
 TARGET_SCALE = 11.0
+TARGET_SCHEDULER = 1.1  # a scheduler on loopback against the embedded local cluster
 TIMEOUT = 1800  # seconds for one command; a command that hangs is stopped and reported
 
 
@@ -293,6 +297,17 @@ class Runs:
         more = len(self.problems) - 1
         return self.problems[0] + (f" (and {more} more run(s) went wrong)" if more else "")
 
+    @property
+    def steady(self) -> list[float]:
+        """Seconds per submission between the first and the last result of each run (the
+        throughput of warm workers: start-up and the last stragglers' wait excluded)."""
+        out = []
+        for t in self.timings:
+            arrivals = (t or {}).get("arrivals") or []
+            if len(arrivals) >= 3:
+                out.append((arrivals[-1] - arrivals[0]) / (len(arrivals) - 1))
+        return out
+
     def median_timings(self) -> tuple[float, dict] | None:
         """(wall seconds, --timings) of the median run that has timings (the lower middle)."""
         pairs = sorted(
@@ -314,10 +329,12 @@ class ClassData:
     register: Runs = field(default_factory=Runs)
     jobs1: Runs = field(default_factory=Runs)
     jobs2: Runs = field(default_factory=Runs)
+    scheduler: Runs = field(default_factory=Runs)
     nbgrader: Runs = field(default_factory=Runs)
     scores: str = ""
     agreement: str = ""
     nbgrader_skipped: str = ""  # why plain nbgrader did not run (the time budget)
+    scheduler_skipped: str = ""  # why the loopback scheduler did not run
 
 
 @dataclass
@@ -473,6 +490,34 @@ def class_figures(d: ClassData, repeats: int, memory: bool = False) -> list[Figu
             invalid=d.jobs2.problem or d.jobs1.problem,
             note=speedup_note(d.jobs1, d.jobs2, n),
         ),
+        Figure(
+            f"class_{aid}_throughput",
+            f"throughput of the class of {aid} with 2 workers: seconds per submission between "
+            "the first and the last result",
+            "the same, 1 worker",
+            d.jobs2.steady,
+            d.jobs1.steady,
+            target=("<=", 1 / TARGET_SPEEDUP),
+            target_label=f"at least {TARGET_SPEEDUP:g}x the throughput",
+            planned=repeats,
+            invalid=d.jobs2.problem or d.jobs1.problem,
+            note="what a large class sees; the start-up of a command is in the figure above",
+        ),
+        Figure(
+            f"class_{aid}_scheduler",
+            f"the same class of {aid} on a Dask scheduler on loopback (2 `dask worker`s, "
+            "`--scheduler`)",
+            "the same class, `--jobs 2` (an embedded local cluster)",
+            d.scheduler.seconds,
+            d.jobs2.seconds,
+            target=("<=", TARGET_SCHEDULER),
+            planned=repeats,
+            invalid=d.scheduler.problem or d.jobs2.problem,
+            unavailable=d.scheduler_skipped,
+            note="the scheduler and its workers were started before the timed runs (as a "
+            "department's are); each run registers the grader on them again, which restarts "
+            "their fork servers",
+        ),
     ]
     if memory:
         for jobs, runs in ((1, d.jobs1), (2, d.jobs2)):
@@ -595,13 +640,15 @@ class Bench:
         self.templates[course], self.plans[course] = self.registered[aid], (aid, entries)
         return course, measured
 
-    def grade(self, course: Path, jobs: int, log: str) -> tuple:
+    def grade(self, course: Path, jobs: int, log: str, scheduler: str | None = None) -> tuple:
         """One timed `logreg-grade` of the whole course: (measured, problem, the grader's
         mean s/sub or None, its --timings or None)."""
         aid, entries = self.plans[course]
         reset_course(course, self.templates[course])
         mark = self.log(log).stat().st_size if self.log(log).exists() else 0
         command = [GRADE, "--root", course, "--jobs", str(jobs)]
+        if scheduler:
+            command += ["--scheduler", scheduler]
         timings_path = self.tmp / "timings.json"
         timings_path.unlink(missing_ok=True)
         if self.has_timings:
@@ -646,6 +693,55 @@ def failure(measured: Measured, output: str) -> str:
     lines = [line.strip() for line in output.replace("\r", "\n").splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("$ ", "grading:"))]
     return f"{what}: {lines[-1][:200]}" if lines else what
+
+
+@contextlib.contextmanager
+def loopback_cluster(env: dict, workers: int = 2):
+    """A `dask scheduler` and ``workers`` `dask worker`s on 127.0.0.1: its address, or None."""
+    import os
+    import signal
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(BIN / "dask")
+    commands = [[dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]]
+    commands += [
+        [dask, "worker", address, "--nworkers", "1", "--nthreads", "1", "--memory-limit", "0"]
+    ] * workers
+    procs = []
+    try:
+        for command in commands:
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        try:
+            from distributed import Client
+
+            with Client(address, timeout="60s") as client:
+                client.wait_for_workers(workers, timeout=180)
+        except Exception:  # noqa: BLE001 - reported as the figure's reason
+            yield None
+            return
+        yield address
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
 
 class GraderUnavailable(RuntimeError):
@@ -698,9 +794,12 @@ def run(cfg, bar, budget: Budget) -> Section:
     logs.mkdir(parents=True)
     shown = logs.relative_to(ROOT).as_posix() if logs.is_relative_to(ROOT) else str(logs)
     section.notes.append(f"logs of every command: {shown}")
-    bar.reset(total=len(cfg.class_assignments) * (3 + 4 * R) + 5)
+    bar.reset(total=len(cfg.class_assignments) * (3 + 5 * R) + 5)
 
-    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp_name:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
         bench = Bench(cfg, Path(tmp_name), logs)
         classes: list[tuple[ClassData, dict]] = []
         try:
@@ -736,6 +835,8 @@ def run(cfg, bar, budget: Budget) -> Section:
 
         # Untimed warm-up: file caches, the kernel spec, byte-compiled modules.
         # (The registering runs already started the grader, its fork server and sandbox.)
+        # A department's scheduler and workers run before grading starts: not timed.
+        scheduler = stack.enter_context(loopback_cluster(bench.env))
         for _ in range(cfg.grading_warmup):
             bench.nbclient(classes[0][1]["nb"], "warmup")
 
@@ -761,6 +862,16 @@ def run(cfg, bar, budget: Budget) -> Section:
                 if serial_ok and measured.ok and not problem:
                     problem = same_grades(serial, read_grades(paths["class"]))
                 data.jobs2.add(measured, problem, per, timings)
+                bar.update()
+                if scheduler is None:
+                    data.scheduler_skipped = "not run: the loopback scheduler did not start"
+                    continue
+                measured, problem, per, timings = bench.grade(
+                    paths["class"], 2, f"class-{aid}-scheduler", scheduler=scheduler
+                )
+                if serial_ok and measured.ok and not problem:
+                    problem = same_grades(serial, read_grades(paths["class"]))
+                data.scheduler.add(measured, problem, per, timings)
                 bar.update()
 
         start = time.monotonic()

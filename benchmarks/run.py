@@ -18,6 +18,8 @@ Usage: python benchmarks/run.py [--only SECTION] [--quick] [--out DIR] [--repeat
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shlex
 import sys
@@ -152,11 +154,23 @@ def run_section(key: str, args, bar, budget: Budget) -> Section:
     return section
 
 
-def placeholder(key: str, selected: list[str]) -> Section:
-    """A section not (yet) run, saying why: not selected, or the run stopped before it."""
+def placeholder(key: str, selected: list[str], earlier: dict | None = None) -> Section:
+    """A section not (yet) run, saying why: not selected, or the run stopped before it.
+
+    A section not selected keeps its figures from ``earlier`` (the results.json being
+    replaced), marked with that run's date, when that run measured it.
+    """
     if key in selected:
         reason = "pending: the run stopped before this section"
     else:
+        old = (earlier or {}).get("sections", {}).get(key)
+        if old and old.get("status") == "ran" and not (earlier or {}).get("quick"):
+            section = Section.from_dict(old)
+            date = earlier.get("machine", {}).get("date", "an earlier run")
+            section.notes.insert(
+                0, f"kept from the run of {date} (`{earlier.get('command', '?')}`)"
+            )
+            return section
         reason = "not selected (--only " + ", ".join(selected) + ")"
     return Section(key, TITLES[key], status="not run", reason=reason)
 
@@ -177,7 +191,10 @@ def main(argv=None) -> int:
         "quick": args.quick,
         "machine": machine_info(args.threads),
     }
-    sections = [placeholder(key, selected) for key in SECTIONS]
+    earlier = None
+    with contextlib.suppress(OSError, ValueError):
+        earlier = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+    sections = [placeholder(key, selected, earlier) for key in SECTIONS]
     start = time.monotonic()
     failed = False
     with tqdm(total=1, desc="benchmarks", file=sys.stderr, unit="step") as bar:

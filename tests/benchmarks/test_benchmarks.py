@@ -313,6 +313,7 @@ def _class_data(**overrides):
         jobs1=_runs(25.0, 30.0, 35.0, per_sub=(0.4, 0.4, 0.4), mib=300.0),
         jobs2=_runs(16.0, 17.0, 18.0, per_sub=(0.45,), mib=250.0),
         nbgrader=_runs(250.0),
+        scheduler=_runs(17.5, 18.0, 18.5),
     )
     for key, value in overrides.items():
         setattr(data, key, value)
@@ -327,6 +328,8 @@ def test_class_figures_ratios_targets_and_verdicts():
         "single_04_gradients",
         "register_04_gradients",
         "class_04_gradients_jobs2",
+        "class_04_gradients_scheduler",
+        "class_04_gradients_throughput",
         "memory_04_gradients_jobs1",
         "memory_04_gradients_jobs2",
     }
@@ -349,6 +352,9 @@ def test_class_figures_ratios_targets_and_verdicts():
     assert jobs2.verdict == "missed" and "speed-up 1.76x" in jobs2.note
     assert "(at least 1.8x faster)" in figure_row(jobs2)
     assert figures["memory_04_gradients_jobs1"].unit == "MiB"
+    scheduler = figures["class_04_gradients_scheduler"]
+    assert math.isclose(scheduler.ratio, 18.0 / 17.0) and scheduler.target == ("<=", 1.1)
+    assert scheduler.verdict == "met"
     faster = grading.class_figures(_class_data(jobs2=_runs(16.0, 16.5, 16.6)), 3)
     assert {f.key: f for f in faster}["class_04_gradients_jobs2"].verdict == "met"  # 1.82x
 
@@ -500,3 +506,34 @@ def test_the_graders_timings_explain_a_run_and_cap_the_speed_up():
     assert "the other 6.0 s of a command are serial" in note
     assert "reach about 1.67x at best" in note  # 30 / (6 + 24 / 2)
     assert grading.serial_note(grading.Runs(), 2).startswith("the grader reported no timings")
+
+
+def test_a_section_not_selected_keeps_the_earlier_runs_figures():
+    from benchmarks import run as bench_run
+    from benchmarks._timing import Section
+
+    section = Section("grading", "Grading", notes=["n"], settings={"repeats": 3}, seconds=9.0)
+    section.figures = grading.class_figures(_class_data(), 3)
+    again = Section.from_dict(json.loads(json.dumps(section.as_dict())))
+    assert again.as_dict() == section.as_dict()
+    earlier = {"command": "python benchmarks/run.py", "machine": {"date": "D"},
+               "sections": {"grading": section.as_dict()}}  # fmt: skip
+    kept = bench_run.placeholder("grading", ["library"], earlier)
+    assert kept.status == "ran" and kept.notes[0].startswith("kept from the run of D")
+    assert [f.as_dict() for f in kept.figures] == [f.as_dict() for f in section.figures]
+    assert bench_run.placeholder("grading", ["library"], None).status == "not run"
+    quick = dict(earlier, quick=True)  # a --quick run's figures are never carried over
+    assert bench_run.placeholder("grading", ["library"], quick).status == "not run"
+
+
+def test_throughput_is_measured_between_the_first_and_the_last_result():
+    one, two = grading.Runs(), grading.Runs()
+    for _ in range(3):
+        one.add(Measured(30.0, 0, 100.0), timings={"arrivals": [4.0, 4.5, 5.0, 6.0]})
+        two.add(Measured(20.0, 0, 100.0), timings={"arrivals": [6.0, 6.2, 6.4, 6.6]})
+    assert one.steady == [2.0 / 3] * 3 and all(math.isclose(x, 0.2) for x in two.steady)
+    figures = {f.key: f for f in grading.class_figures(_class_data(jobs1=one, jobs2=two), 3)}
+    throughput = figures["class_04_gradients_throughput"]
+    assert math.isclose(throughput.ratio, 0.3) and throughput.verdict == "met"  # 3.3x
+    two.timings = [{"arrivals": [0.0, 1.0]}]  # too few results to time: no figure value
+    assert two.steady == []
