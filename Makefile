@@ -13,6 +13,7 @@ ASSIGNMENT ?=
 STUDENT ?=
 FORCE ?=
 JOBS ?= 1
+SCHEDULER ?=
 
 .PHONY: help venv book notebooks test lint format release grade bench lock clean
 
@@ -60,8 +61,8 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 release: $(STAMP)  ## regenerate exercises/ (students' notebooks) from solutions/
 	$(BIN)/logreg-release
 
-grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N workers, FORCE=1)
-	$(BIN)/logreg-grade $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) --jobs $(JOBS)
+grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N, SCHEDULER=tcp://..., FORCE=1)
+	$(BIN)/logreg-grade $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) --jobs $(JOBS)
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py

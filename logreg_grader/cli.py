@@ -20,11 +20,9 @@ arguments or when grading cannot start; 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import stat
@@ -37,6 +35,35 @@ from pathlib import Path
 # URI format check that no notebook schema uses. Without it jsonschema skips that one format.
 sys.modules.setdefault("rfc3987_syntax", None)
 os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+
+
+def _bare_nbgrader() -> None:
+    """Make ``nbgrader`` importable without its ``__init__``.
+
+    nbgrader's package ``__init__`` imports its Jupyter server extensions (jupyter_server,
+    tornado, the exchange: about a second in every grading command), which a command-line
+    grader never loads. The grader uses nbgrader.api, .apps, .preprocessors and .coursedir
+    only; they import the package for ``__version__`` at most, which is provided.
+    """
+    if "nbgrader" in sys.modules:
+        return
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("nbgrader")
+    if spec is None or not spec.submodule_search_locations:
+        return  # not installed: the import below fails with its own message
+    package = types.ModuleType("nbgrader", "nbgrader (package __init__ skipped by logreg-grade)")
+    package.__spec__, package.__file__ = spec, spec.origin
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__package__ = "nbgrader"
+    sys.modules["nbgrader"] = package
+    from nbgrader._version import __version__
+
+    package.__version__ = __version__
+
+
+_bare_nbgrader()
 
 from logreg_grader import release, sandbox  # noqa: E402
 from logreg_grader.course import Course  # noqa: E402
@@ -134,6 +161,7 @@ class Worker:
 
         self.server = ForkServer()  # it imports torch while this process does its own work
         self.masters = {}
+        self.dynamo = False
         self.uid, self.call_timeout = uid, call_timeout
         sandbox.kill_uid(uid)
         if masters:
@@ -143,6 +171,28 @@ class Worker:
         from logreg_grader.notebook import Master
 
         self.masters = {aid: Master.from_text(aid, text) for aid, text in masters.items()}
+        self._preload(masters.values())
+
+    def _preload(self, texts) -> None:
+        """torch.optim needs torch._dynamo: imported by the fork server when a master uses it
+        (students elsewhere who reach for torch.optim pay its import, 2-3 s, once a call)."""
+        if not self.dynamo and any("torch.optim" in text for text in texts):
+            self.server.preload(["torch._dynamo"])
+            self.dynamo = True
+
+    def grade_master(
+        self, digest: str, aid: str, text: str, student: str, data: bytes, graded: dict
+    ) -> dict:
+        """:meth:`grade` with the master given by content (parsed once per new hash)."""
+        from logreg_grader.notebook import Master
+
+        if aid not in self.masters or self.masters[aid].hash != digest:
+            master = Master.from_text(aid, text)
+            if master.hash != digest:
+                raise ValueError(f"the master of {aid} does not match its hash {digest[:12]}")
+            self.masters[aid] = master
+            self._preload([text])
+        return self.grade(aid, student, data, graded)
 
     def grade(self, aid: str, student: str, data: bytes, graded: dict) -> dict:
         from logreg_grader import feedback, runner
@@ -187,6 +237,8 @@ class Worker:
 
     def close(self):
         self.server.close()
+        with contextlib.suppress(Exception):
+            sandbox.kill_uid(self.uid)
 
 
 # What a sandboxed child must be able to do, and must not (run once before grading).
@@ -201,19 +253,6 @@ except OSError:
     pass
 open("/tmp/probe", "w").write("x")
 """
-
-
-_WORKER: Worker | None = None
-
-
-def _init_worker(masters, uids, call_timeout):
-    global _WORKER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
-    _WORKER = Worker(masters, uids.get(), call_timeout)
-
-
-def _grade_in_worker(aid, student, data, graded):
-    return _WORKER.grade(aid, student, data, graded)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -323,9 +362,11 @@ def run(args) -> int:
     from logreg_grader import gradebook, report
 
     course = Course(args.root.resolve())
+    local = args.scheduler is None  # else the scheduler's workers sandbox (each checks itself)
     try:  # before anything touches the course
-        sandbox.preflight()
-        sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
+        if local:
+            sandbox.preflight()
+            sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
     except sandbox.SandboxUnavailable as err:
         print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
         return 2
@@ -336,26 +377,35 @@ def run(args) -> int:
         return 2
     release.prepare_environment()
     course.make_private()
-    base_uid = sandbox.lease_uid_block()
-    # Started now, so that its imports overlap with the registration below.
-    probe = Worker(None, base_uid + sandbox.BLOCK_SIZE - 1, args.call_timeout)
+    # One job grades in this process with its own warm worker, started now so that its
+    # imports overlap with the registration below; more jobs (or a scheduler) use Dask, whose
+    # workers test their own sandbox before their first task.
+    args.worker = None
+    if local and args.jobs == 1:
+        args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
     todo, problems = discover(course, available, args.student)
+    if args.worker is not None and todo:
+        # The master's test cells run here, and the plots at the end: import what they need
+        # while the fork server imports its own.
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+
+        import logreg_lessons  # noqa: F401
     with course.lock():
         start = time.perf_counter()
         masters = register(course, sorted({a for a, _ in todo}) or available)
         t["register"] = time.perf_counter() - start
-        probe.load(masters)
-        # The sandbox is tested before anything is graded (jobs=1 then grades with it).
-        try:
-            probe.probe(course.root)
-        except sandbox.SandboxUnavailable as err:
-            print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
-            return 2
+        if args.worker is not None:
+            args.worker.load(masters)
+            try:  # the sandbox is tested before anything is graded
+                args.worker.probe(course.root)
+            except sandbox.SandboxUnavailable as err:
+                args.worker.close()
+                print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+                return 2
         t["sandbox_ready"] = time.perf_counter() - _T0
-        if args.jobs == 1:
-            args.worker = probe
-        else:
-            probe.close()
         url = gradebook.url(course.root)
         with Gradebook(url, "logreg-lessons") as gb:
             done_before = gradebook.statuses(gb)
@@ -376,23 +426,25 @@ def run(args) -> int:
         interrupted = False
         old = signal.signal(signal.SIGTERM, _on_term)
         start, t["store"] = time.perf_counter(), 0.0
+        arrivals = t["arrivals"] = []  # when each result came in, seconds into grading
         try:
             with Gradebook(url, "logreg-lessons") as gb:
-                for graded in _grade_all(args, masters, tasks, base_uid):
+                for graded in _grade_all(args, masters, tasks):
                     stored = time.perf_counter()
                     _store(course, gb, graded)
                     t["store"] += time.perf_counter() - stored
                     results.append(graded)
+                    arrivals.append(stored - start)
             t["grading"] = time.perf_counter() - start
         except KeyboardInterrupt:
             interrupted = True
+        except sandbox.SandboxUnavailable as err:
+            print(f"grade: cannot grade safely: {err}", file=sys.stderr)
+            return 2
         finally:
             signal.signal(signal.SIGTERM, old)
-            if getattr(args, "worker", None) is not None:
+            if args.worker is not None:
                 args.worker.close()
-            for slot in range(sandbox.BLOCK_SIZE):
-                with contextlib.suppress(Exception):
-                    sandbox.kill_uid(base_uid + slot)
         if interrupted:
             print(
                 f"grade: interrupted: {len(results)} of {len(tasks)} submissions graded and "
@@ -411,7 +463,7 @@ def run(args) -> int:
     return 0
 
 
-def _grade_all(args, masters, tasks, base_uid):
+def _grade_all(args, masters, tasks):
     """Yield each Graded as soon as it is done (in-process for one job, else a pool)."""
     from tqdm import tqdm
 
@@ -426,7 +478,7 @@ def _grade_all(args, masters, tasks, base_uid):
         runnable = [t for t in tasks if t[2] is not None]
         if not runnable:
             return
-        if args.jobs == 1:
+        if args.worker is not None:
             worker = args.worker
             try:
                 for aid, student, data, graded in runnable:
@@ -435,51 +487,29 @@ def _grade_all(args, masters, tasks, base_uid):
             finally:
                 worker.close()
             return
-        yield from _pool(args, masters, runnable, base_uid, bar)
+        yield from _on_cluster(args, masters, runnable, bar)
     finally:
         bar.close()
 
 
-def _pool(args, masters, runnable, base_uid, bar):
-    ctx = multiprocessing.get_context("spawn")
-    attempts = {(t[0], t[1]): 0 for t in runnable}
-    pending = list(runnable)
-    while pending:
-        uids = ctx.Queue()
-        for slot in range(args.jobs):
-            uids.put(base_uid + slot)
-        pool = cf.ProcessPoolExecutor(
-            args.jobs,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(masters, uids, args.call_timeout),
-        )
-        futures = {
-            pool.submit(_grade_in_worker, a, s, d, g.to_dict()): (a, s, d, g)
-            for a, s, d, g in pending
-        }
-        pending = []
-        try:
-            for future in cf.as_completed(futures):
-                task = futures[future]
-                try:
-                    yield Graded.from_dict(future.result())
-                    bar.update()
-                except cf.process.BrokenProcessPool:
-                    attempts[task[:2]] += 1
-                    if attempts[task[:2]] >= 2:
-                        graded = task[3]
-                        graded.status = Status.WORKER_DIED
-                        graded.reasons.append("its grading worker died twice while grading it")
-                        yield _finish_failed(masters, graded)
-                        bar.update()
-                    else:
-                        pending.append(task)
-        finally:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                with contextlib.suppress(Exception):
-                    proc.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+def _on_cluster(args, masters, runnable, bar):
+    """Grade on Dask: a local cluster of ``--jobs`` workers, or ``--scheduler``'s workers."""
+    from logreg_grader import cluster
+
+    with cluster.connect(args.jobs, args.scheduler, args.call_timeout) as client:
+        link = cluster.dashboard(client, local=args.scheduler is None)
+        if link:
+            print(f"grade: Dask dashboard at {link}", file=sys.stderr)
+        cluster.probe(client, args.root)
+        for task, result in cluster.grade(client, masters, runnable):
+            if result == "worker_died":
+                graded = task[3]
+                graded.status = Status.WORKER_DIED
+                graded.reasons.append("its grading worker died twice while grading it")
+                yield _finish_failed(masters, graded)
+            else:
+                yield Graded.from_dict(result)
+            bar.update()
 
 
 def _finish_failed(masters, graded: Graded) -> Graded:
@@ -498,10 +528,10 @@ def _finish_failed(masters, graded: Graded) -> Graded:
 
 
 def _store(course: Course, gb, graded: Graded) -> None:
-    """Record one result: gradebook row (one transaction), autograded notebook, feedback."""
+    """Record one result: autograded notebook, feedback, then its gradebook row (one
+    transaction). Killed in between, the next run finds no row and grades it again."""
     from logreg_grader import gradebook
 
-    gradebook.record(gb, graded)
     if graded.autograded:
         course.write_private(
             course.autograded(graded.student, graded.assignment), graded.autograded
@@ -511,13 +541,24 @@ def _store(course: Course, gb, graded: Graded) -> None:
             course.write_private(stamp, graded.timestamp)
     if graded.feedback:
         course.write_private(course.feedback(graded.student, graded.assignment), graded.feedback)
+    gradebook.record(gb, graded)
 
 
 def grade_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="logreg-grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", help="grade one assignment id (default: all)")
     parser.add_argument("--student", help="grade one student only")
-    parser.add_argument("--jobs", type=int, default=1, help="workers grading in parallel")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="workers grading in parallel (more than 1: a local Dask cluster of that many)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=os.environ.get("LOGREG_SCHEDULER") or None,
+        help="grade on the workers of this Dask scheduler (tcp://host:8786) instead",
+    )
     parser.add_argument("--root", type=Path, default=release.ROOT, help="course root")
     parser.add_argument(
         "--force",
@@ -535,6 +576,22 @@ def grade_main(argv=None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     return run(args)
+
+
+def grade_console() -> None:
+    """The ``logreg-grade`` command: :func:`grade_main`, then a quick exit.
+
+    Everything is written, flushed and closed when grade_main returns; what is left is the
+    interpreter tearing down torch, nbgrader and Jupyter's modules (about a second, every
+    run), which os._exit skips.
+    """
+    import logging
+
+    code = grade_main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def release_main(argv=None) -> int:

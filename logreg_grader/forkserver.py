@@ -12,6 +12,8 @@ Control requests (JSON, one per SOCK_SEQPACKET message) from the worker:
   fork a child that enters the sandbox as uid U and serves the student's cells on that
   socket (:func:`logreg_grader.child.main`); reply ``{"pid": P}``;
 - ``{"op": "wait", "pid": P}``: reap the child; reply its exit status or signal;
+- ``{"op": "preload", "modules": [...]}``: import those of :data:`OPTIONAL` (heavy modules
+  only some assignments need), before the next fork;
 - end of file (the worker is gone): exit. The parent-death signal also ends it.
 """
 
@@ -36,13 +38,15 @@ def _preload():
     # cpuinfo reads /proc and /sys, which the sandbox does not have: initialise it here, once
     # (it is plain detection, no operator and no thread pool).
     torch.backends.cpu.get_cpu_capability()
-    # torch.optim's first step imports torch._dynamo (800 modules); inside a recorded call that
-    # takes longer than a call may. Imported once here instead (no thread, no operator).
-    import torch._dynamo  # noqa: F401
-
     import logreg_grader.check  # noqa: F401
     import logreg_grader.child  # noqa: F401
     import logreg_lessons  # noqa: F401
+
+
+# Imported on request only (the "preload" op), for the assignments whose code needs them:
+# torch.optim's constructor imports torch._dynamo (800 modules, about 1 s here and 2-3 s inside
+# a recorded call in the sandbox). No thread, no operator.
+OPTIONAL = ("torch._dynamo",)
 
 
 def serve(ctl: socket.socket) -> None:
@@ -74,6 +78,11 @@ def serve(ctl: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             ctl.send(json.dumps({"pid": pid}).encode())
+        elif req.get("op") == "preload":
+            wanted = [m for m in req.get("modules", []) if m in OPTIONAL]
+            for name in wanted:
+                __import__(name)
+            ctl.send(json.dumps({"preloaded": wanted}).encode())
         elif req.get("op") == "wait":
             try:
                 _, status = os.waitpid(int(req["pid"]), 0)

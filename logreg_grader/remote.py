@@ -130,6 +130,10 @@ class ForkServer:
             raise sandbox.SandboxUnavailable(f"cannot sandbox student code: {hello.get('error')}")
         return mine, pid
 
+    def preload(self, modules: list[str]) -> list[str]:
+        """Have the server import these optional modules (forkserver.OPTIONAL) now."""
+        return self._ask({"op": "preload", "modules": list(modules)}).get("preloaded", [])
+
     def reap(self, pid: int, kill: bool = True) -> int | None:
         """Kill (optionally) and reap a child; its exit code (negative: the signal)."""
         if kill:

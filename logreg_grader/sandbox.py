@@ -30,6 +30,7 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 GIB, MIB = 1024**3, 1024**2
@@ -80,9 +81,12 @@ class Exposure:
         """The system libraries, the Python install, the venv and the given packages' dirs."""
         wanted = ["/usr", "/lib", "/lib64", "/bin", sys.base_prefix, sys.prefix]
         wanted += [sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib")]
-        for name in packages:
-            module = sys.modules.get(name) or __import__(name)
-            wanted.append(str(Path(module.__file__).resolve().parent))
+        for name in packages:  # found, not imported (importing torch here costs a second)
+            module = sys.modules.get(name)
+            origin = module.__file__ if module else getattr(find_spec(name), "origin", None)
+            if not origin:
+                raise SandboxUnavailable(f"package {name!r} is not installed")
+            wanted.append(str(Path(origin).resolve().parent))
         paths, links = [], []
         for p in wanted:
             if not os.path.lexists(p):
