@@ -6,10 +6,11 @@
    namespaces, a path the sandbox cannot expose);
 2. registers each assignment in the gradebook only when its master notebook changed (the
    master's SHA-256 is kept in the gradebook);
-3. grades every new or changed submission (``--force``: all) on N workers, each with its own
-   warm fork server; the main process is the one writer: it records each result in one
-   transaction as it arrives, with its autograded notebook (formgrader shows it autograded)
-   and its feedback page;
+3. grades every new or changed submission (``--force``: all): in this process with one warm
+   fork server (``--jobs 1``), or on Dask (logreg_grader.cluster): a local cluster of
+   ``--jobs`` workers, or the workers of ``--scheduler``, each with its own fork server. This
+   process is the one writer: it records each result as it arrives (its autograded notebook
+   and feedback page, then its gradebook row in one transaction);
 4. writes grades.csv, the score plots and the summary once, at the end.
 
 Ctrl-C or SIGTERM stops every worker and student process, keeps what was recorded, and
