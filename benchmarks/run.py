@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -175,8 +176,13 @@ def placeholder(key: str, selected: list[str], earlier: dict | None = None) -> S
     return Section(key, TITLES[key], status="not run", reason=reason)
 
 
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: temporary courses and the loopback cluster go
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     import torch
     from tqdm import tqdm
 
