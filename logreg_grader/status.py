@@ -99,7 +99,20 @@ class Graded:
 
     @property
     def reason(self) -> str:
-        return "; ".join(dict.fromkeys(self.reasons))[:1000]
+        """The reasons, each text once: tests failing with one message are named together
+        ("t1, t2: the message")."""
+        known = {t.grade_id for t in self.tests}
+        grouped: dict[str, list[str]] = {}
+        for text in self.reasons:
+            gid, sep, message = text.partition(": ")
+            if sep and gid in known:
+                names = grouped.setdefault(message, [])
+                if gid not in names:
+                    names.append(gid)
+            else:
+                grouped.setdefault(text, [])
+        parts = [f"{', '.join(ids)}: {text}" if ids else text for text, ids in grouped.items()]
+        return "; ".join(parts)[:1000]
 
     def settle(self) -> None:
         """Pick the status from what happened (see PRIORITY)."""
