@@ -13,8 +13,9 @@ ASSIGNMENT ?=
 STUDENT ?=
 FORCE ?=
 JOBS ?= 1
+PRUNE ?=
 
-.PHONY: help venv book notebooks test lint format release grade bench lock clean
+.PHONY: help venv book notebooks test lint format release grade grades bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +63,9 @@ release: $(STAMP)  ## regenerate exercises/ (students' notebooks) from solutions
 
 grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N workers, FORCE=1)
 	$(BIN)/logreg-grade $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) --jobs $(JOBS)
+
+grades: $(STAMP)  ## rebuild grades.csv, grades-canvas.csv, plots, summary from the gradebook (PRUNE=1)
+	$(BIN)/logreg-grades $(if $(PRUNE),--prune)
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py

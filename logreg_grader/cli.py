@@ -38,7 +38,7 @@ from pathlib import Path
 sys.modules.setdefault("rfc3987_syntax", None)
 os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
 
-from logreg_grader import release, sandbox  # noqa: E402
+from logreg_grader import release, sandbox, term  # noqa: E402
 from logreg_grader.course import Course  # noqa: E402
 from logreg_grader.status import Graded, Status  # noqa: E402
 
@@ -50,7 +50,8 @@ MAX_NOTEBOOK = 50 * 1024**2
 
 def read_submission(course: Course, student: str, aid: str) -> tuple[bytes | None, Graded]:
     """(notebook bytes or None, a Graded carrying the failure status if it cannot be read)."""
-    graded = Graded(aid, student)
+    graded = Graded(aid, student, origin=course.origin)
+    graded.late_mark = str(course.collected(student, aid).get("late_mark") or "")[:64]
     folder = course.submitted(student, aid)
     for path in (course.root / "submitted", folder.parent, folder):
         if path.is_symlink():
@@ -243,6 +244,7 @@ def discover(course: Course, assignments: list[str], student: str | None):
         for sub in sorted(sdir.iterdir()):
             if sub.is_dir() and sub.name in assignments:
                 todo.append((sub.name, sdir.name))
+                problems += _stray_notebooks(sub, sdir.name)
             elif sub.suffix == ".ipynb":
                 problems.append(
                     f"submitted/{sdir.name}/{sub.name}: a notebook outside an "
@@ -251,6 +253,23 @@ def discover(course: Course, assignments: list[str], student: str | None):
             elif sub.is_dir() and not course.source(sub.name).exists():
                 problems.append(f"submitted/{sdir.name}/{sub.name}: unknown assignment")
     return todo, problems
+
+
+def _stray_notebooks(folder: Path, student: str) -> list[str]:
+    """Notebooks in an assignment folder that are not the one graded (<id>.ipynb, when it is
+    there: read_submission names the others when it is missing), and notebooks deeper down."""
+    aid, out = folder.name, []
+    graded = folder / f"{aid}.ipynb"
+    for path in sorted(folder.rglob("*.ipynb")):
+        rel = path.relative_to(folder)
+        if path == graded or ".ipynb_checkpoints" in rel.parts:
+            continue
+        if len(rel.parts) == 1 and not os.path.lexists(graded):
+            continue  # reported as failed: missing_notebook, with its name
+        out.append(
+            f"submitted/{student}/{aid}/{rel.as_posix()}: not graded (only {aid}/{aid}.ipynb is)"
+        )
+    return out
 
 
 def register(course: Course, assignments: list[str]) -> dict[str, str]:
@@ -331,7 +350,8 @@ def run(args) -> int:
         return 2
     try:
         available = course.assignments(args.assignment)
-    except release.SourceError as err:
+        term.load(course.root)  # course.toml and the roster: an error stops before grading
+    except (release.SourceError, term.TermError) as err:
         print(f"grade: {err}", file=sys.stderr)
         return 2
     release.prepare_environment()
@@ -340,6 +360,14 @@ def run(args) -> int:
     # Started now, so that its imports overlap with the registration below.
     probe = Worker(None, base_uid + sandbox.BLOCK_SIZE - 1, args.call_timeout)
     todo, problems = discover(course, available, args.student)
+    if args.student and not todo:
+        print(
+            f"grade: no submission of student {args.student!r} in submitted/"
+            + (f" for {args.assignment}" if args.assignment else ""),
+            file=sys.stderr,
+        )
+        probe.close()
+        return 2
     with course.lock():
         start = time.perf_counter()
         masters = register(course, sorted({a for a, _ in todo}) or available)
@@ -401,8 +429,9 @@ def run(args) -> int:
             )
             return 130
         start = time.perf_counter()
-        rows = report.export(course)
-        print(report.summary(course, rows, results, problems, len(todo) - len(tasks)))
+        done = report.export_all(course)
+        skipped = len(todo) - len(tasks)
+        print(report.summary(course, done, results, problems, skipped))
         t["export"] = time.perf_counter() - start
     if args.timings:
         t["total"] = time.perf_counter() - _T0
@@ -516,7 +545,7 @@ def _store(course: Course, gb, graded: Graded) -> None:
 def grade_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="logreg-grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", help="grade one assignment id (default: all)")
-    parser.add_argument("--student", help="grade one student only")
+    parser.add_argument("--student", help="grade one student only (regraded even when unchanged)")
     parser.add_argument("--jobs", type=int, default=1, help="workers grading in parallel")
     parser.add_argument("--root", type=Path, default=release.ROOT, help="course root")
     parser.add_argument(
@@ -534,6 +563,8 @@ def grade_main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.student:
+        args.force = True  # asking for one student means: grade it again
     return run(args)
 
 

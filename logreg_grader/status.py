@@ -88,6 +88,8 @@ class Graded:
     master_hash: str = ""
     autograded: str = ""  # the autograded notebook (ipynb text); "" when it could not run
     feedback: str = ""  # the feedback page (HTML)
+    origin: str = ""  # host:course root of the run that graded it (a removed folder is noticed)
+    late_mark: str = ""  # the LMS that marked it late (Canvas's LATE_), from logreg-collect
 
     @property
     def score(self) -> float:
