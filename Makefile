@@ -13,9 +13,11 @@ ASSIGNMENT ?=
 STUDENT ?=
 FORCE ?=
 JOBS ?= 1
+ZIP ?=
+TIMES ?=
 PRUNE ?=
 
-.PHONY: help venv book notebooks test lint format release grade grades bench lock clean
+.PHONY: help venv book notebooks test lint format release collect grade grades bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +68,10 @@ grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N work
 
 grades: $(STAMP)  ## rebuild grades.csv, grades-canvas.csv, plots, summary from the gradebook (PRUNE=1)
 	$(BIN)/logreg-grades $(if $(PRUNE),--prune)
+
+collect: $(STAMP)  ## an LMS's submissions zip into submitted/ (ZIP=file ASSIGNMENT=id [TIMES=csv])
+	@test -n "$(ZIP)" -a -n "$(ASSIGNMENT)" || { echo "make collect needs ZIP=<the LMS's submissions zip> ASSIGNMENT=<id>" >&2; exit 2; }
+	$(BIN)/logreg-collect --assignment $(ASSIGNMENT) $(if $(TIMES),--times $(TIMES)) $(ZIP)
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py
