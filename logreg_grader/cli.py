@@ -387,7 +387,8 @@ def run(args) -> int:
         url = gradebook.url(course.root)
         with Gradebook(url, "logreg-lessons") as gb:
             done_before = gradebook.statuses(gb)
-        tasks, results = [], []
+            times_before = gradebook.submission_times(gb)
+        tasks, results, retimed = [], [], []
         for aid, student in todo:
             data, graded = read_submission(course, student, aid)
             prev = done_before.get((aid, student))
@@ -399,8 +400,13 @@ def run(args) -> int:
                 and prev["submission_hash"] == graded.submission_hash
                 and prev["master_hash"] == digest
             ):
+                if gradebook.moved(graded, prev, times_before.get((aid, student))):
+                    retimed.append(graded)  # collected again: a new time or late mark only
                 continue
             tasks.append((aid, student, data, graded))
+        if retimed:
+            with Gradebook(url, "logreg-lessons") as gb:
+                gradebook.retime(gb, retimed)
         interrupted = False
         old = signal.signal(signal.SIGTERM, _on_term)
         start, t["store"] = time.perf_counter(), 0.0

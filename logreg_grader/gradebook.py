@@ -260,6 +260,44 @@ def statuses(gb) -> dict[tuple[str, str], dict]:
     return {(r[0], r[1]): dict(zip(keys, r[2:], strict=True)) for r in rows}
 
 
+def submission_times(gb) -> dict[tuple[str, str], object]:
+    """(assignment, student) -> the submission's timestamp in the gradebook (naive UTC)."""
+    from nbgrader.api import Assignment, SubmittedAssignment
+
+    rows = gb.db.query(
+        Assignment.name, SubmittedAssignment.student_id, SubmittedAssignment.timestamp
+    ).join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+    return {(a, s): t for a, s, t in rows}
+
+
+def moved(graded, prev: dict, stored) -> bool:
+    """Whether an unchanged notebook now has another time or late mark than recorded."""
+    from nbgrader.utils import parse_utc
+
+    now = parse_utc(graded.timestamp) if graded.timestamp else None
+    if isinstance(stored, str):
+        stored = parse_utc(stored)
+    return now != stored or (prev.get("late_mark") or "") != graded.late_mark
+
+
+def retime(gb, graded_list) -> None:
+    """Record the new time and late mark of unchanged submissions (nothing is regraded)."""
+    from nbgrader.utils import parse_utc
+    from sqlalchemy import text
+
+    for graded in graded_list:
+        sub = gb.find_submission(graded.assignment, graded.student)
+        sub.timestamp = parse_utc(graded.timestamp) if graded.timestamp else None
+        gb.db.execute(
+            text(
+                "UPDATE logreg_grader_status SET late_mark = :lm"
+                " WHERE assignment = :a AND student = :s"
+            ),
+            {"lm": graded.late_mark, "a": graded.assignment, "s": graded.student},
+        )
+    gb.db.commit()
+
+
 def record(gb, graded) -> None:
     """Write one graded submission (scores, timestamp, status) in one transaction.
 

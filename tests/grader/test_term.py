@@ -239,6 +239,19 @@ def test_one_student_is_regraded_alone_and_keeps_the_manual_grade(term_class):
     assert wrong.returncode == 2 and "no submission of student 'zed'" in wrong.stderr
 
 
+def test_a_new_time_for_an_unchanged_notebook_is_recorded_without_regrading(term_class):
+    root = term_class["root"]
+    stamp = root / "submitted" / "cat" / AID / "timestamp.txt"
+    stamp.write_text("2025-03-17 11:00:00.000000 UTC", encoding="utf-8")  # after her extension
+    timings = root / "timings-retime.json"
+    out = _run("logreg-grade", root, "--timings", str(timings))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(timings.read_text())["per_submission"] == {}  # nothing was regraded
+    cat = _rows(root)[("cat", AID)]
+    assert cat["submitted"] == "2025-03-17 12:00 +0100" and cat["days_late"] == "1"
+    assert cat["due"] == "2025-03-16 23:59 +0100"  # her two days' extension
+
+
 def test_a_removed_submission_leaves_grades_csv_and_prune_forgets_it(term_class):
     from nbgrader.api import Gradebook
 
