@@ -174,6 +174,11 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
         student, aid = key.split("/", 1)
         subs.pop((aid, student), None)
 
+    out.notes += [
+        f"roster {term.roster_file.name}: {r}: left out"
+        for r in term.skipped_rows
+        if "test student" not in r
+    ]
     known = set(course.assignments())
     for aid in sorted(term.due):
         if aid not in known:
@@ -326,7 +331,7 @@ def canvas_rows(result: Export, term: termmod.Term) -> tuple[list[str], list[lis
     """Canvas's gradebook import: one row per roster student with a Canvas ID, one column
     per assignment (its score after the late penalty; blank: missing, or written answers not
     graded yet, which Canvas reads as "no change"). None without Canvas IDs in the roster."""
-    people = [s for s in term.roster.values() if s.lms_id and s.lms_id.isdigit()]
+    people = [s for s in term.roster.values() if s.source == "canvas" and s.lms_id]
     if not people:
         return None
     aids = sorted(result.cells)

@@ -71,6 +71,7 @@ class Student:
     sis_user_id: str = ""
     sis_login_id: str = ""
     section: str = ""
+    source: str = ""  # the roster's format: "canvas", "moodle" or "plain"
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,7 @@ def parse_roster(
                 sis_user_id=get(row, "sis user id"),
                 sis_login_id=login,
                 section=get(row, "section"),
+                source=kind,
             )
         )
     return students, skipped

@@ -87,7 +87,10 @@ def test_moodle_roster_with_semicolons_and_bom(tmp_path):
         ("alee", "Ann Lee", "ann.lee@uni.example"),
         ("bob@uni.example", "Bob Brown", "bob@uni.example"),  # no username: the e-mail
     ]
-    assert students[0].lms_id == "77"
+    assert students[0].lms_id == "77" and students[0].source == "moodle"
+    # A Moodle roster has no Canvas IDs: no grades-canvas.csv from it.
+    done = report.Export(rows=[], cells={"04_gradients": []})
+    assert report.canvas_rows(done, term.Term(tmp_path, roster={s.id: s for s in students})) is None
 
 
 @pytest.mark.parametrize(
