@@ -355,3 +355,34 @@ def test_canvas_export_blanks_missing_and_ungraded_rows(tmp_path):
     assert body[0] == ["    Points Possible", "", "", "", "", "8"]
     assert body[1] == ["Lee, Ann", "1001", "S1001", "ann", "Group A", "7"]
     assert body[2][-1] == ""  # missing: Canvas keeps what it has
+
+
+def test_moodle_collect_takes_the_times_of_its_grading_worksheet(tmp_path):
+    course = _course(tmp_path, TOML.replace('[extensions.ann]\n04_gradients = "2d12h"\n', ""))
+    (tmp_path / "roster.csv").write_text(MOODLE_ROSTER, encoding="utf-8")
+    download = tmp_path / "moodle.zip"
+    download.write_bytes(
+        _zip(
+            {
+                "Ann Lee_3301_assignsubmission_file_/04_gradients.ipynb": NB,
+                "Zoe Zed_3309_assignsubmission_file_/04_gradients.ipynb": NB,
+            }
+        )
+    )
+    sheet = tmp_path / "worksheet.csv"
+    sheet.write_text(
+        "Identifier,Full name,Email address,Status,Last modified (submission)\n"
+        'Participant 3301,Ann Lee,ann.lee@uni.example,Done,"Saturday, 15 March 2025, 1:30 AM"\n'
+        "Participant 3302,Bob Brown,bob@uni.example,No submission,-\n",
+        encoding="utf-8",
+    )
+    rep = collect.collect(course, "04_gradients", download, sheet)
+    folder = course.submitted("alee", "04_gradients")
+    assert (folder / "timestamp.txt").read_text() == "2025-03-15 00:30:00.000000 UTC"
+    assert json.loads((folder / "collected.json").read_text())["time"] == "times"
+    text = rep.text("04_gradients")
+    assert "Zoe Zed (moodle id 3309): not on the roster" in text
+    assert "nothing in the download from 1 roster students" in text and "bob@uni.example" in text
+    t = term.load(course.root)
+    late = t.lateness("alee", "04_gradients", t.parse_time("2025-03-15T01:30:00", "x"))
+    assert late.days == 1 and late.note == "1 h 31 min late"
