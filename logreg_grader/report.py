@@ -577,6 +577,7 @@ def grades_main(argv=None) -> int:
     except (termmod.TermError, release.SourceError) as err:
         print(f"grades: {err}", file=sys.stderr)
         return 2
+    release.prepare_environment()  # nbgrader runs alembic when it creates a gradebook
     gradebook.prepare(gradebook.url(course.root))
     _, problems = cli.discover(course, available, None)
     with course.lock():
