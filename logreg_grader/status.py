@@ -32,6 +32,8 @@ class Status(enum.StrEnum):
         return self.value.startswith("failed") or self is Status.MISSING
 
 
+NOT_ATTEMPTED_REASON = "every solution cell is still the release's stub"
+
 # When several things happened, the status shown is the first of these that applies.
 PRIORITY = (
     Status.TAMPERING,
@@ -124,6 +126,11 @@ class Graded:
         seen |= {Status(e.fault) for e in self.cell_errors if e.fault}
         if self.status is not Status.OK:
             seen.add(self.status)
+        if Status.NOT_ATTEMPTED in seen and any(t.score > 0 for t in self.tests):
+            # The solution cells are the stubs, yet a test passed: the student's code is in
+            # cells of their own. It was attempted.
+            seen.discard(Status.NOT_ATTEMPTED)
+            self.reasons = [r for r in self.reasons if r != NOT_ATTEMPTED_REASON]
         self.status = next((s for s in PRIORITY if s in seen), Status.OK)
 
     def to_dict(self) -> dict:

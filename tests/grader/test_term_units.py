@@ -386,3 +386,16 @@ def test_moodle_collect_takes_the_times_of_its_grading_worksheet(tmp_path):
     t = term.load(course.root)
     late = t.lateness("alee", "04_gradients", t.parse_time("2025-03-15T01:30:00", "x"))
     assert late.days == 1 and late.note == "1 h 31 min late"
+
+
+def test_stub_cells_with_passing_tests_were_attempted_in_cells_of_their_own():
+    from logreg_grader.status import NOT_ATTEMPTED_REASON, Status
+
+    def settled(scores):
+        g = Graded("a", "s", status=Status.NOT_ATTEMPTED, reasons=[NOT_ATTEMPTED_REASON])
+        g.tests = [TestResult(f"t{i}", 1, x) for i, x in enumerate(scores)]
+        g.settle()
+        return g.status, g.reason
+
+    assert settled([0, 0]) == (Status.NOT_ATTEMPTED, NOT_ATTEMPTED_REASON)
+    assert settled([0, 1]) == (Status.OK, "")
