@@ -14,8 +14,11 @@ STUDENT ?=
 FORCE ?=
 JOBS ?= 1
 SCHEDULER ?=
+ZIP ?=
+TIMES ?=
+PRUNE ?=
 
-.PHONY: help venv book notebooks test lint format release grade bench lock clean
+.PHONY: help venv book notebooks test lint format release collect grade grades bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +66,13 @@ release: $(STAMP)  ## regenerate exercises/ (students' notebooks) from solutions
 
 grade: $(STAMP)  ## autograde submitted/ (ASSIGNMENT=id, STUDENT=id, JOBS=N, SCHEDULER=tcp://..., FORCE=1)
 	$(BIN)/logreg-grade $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(STUDENT),--student $(STUDENT)) $(if $(FORCE),--force) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) --jobs $(JOBS)
+
+grades: $(STAMP)  ## rebuild grades.csv, grades-canvas.csv, plots, summary from the gradebook (PRUNE=1)
+	$(BIN)/logreg-grades $(if $(PRUNE),--prune)
+
+collect: $(STAMP)  ## an LMS's submissions zip into submitted/ (ZIP=file ASSIGNMENT=id [TIMES=csv])
+	@test -n "$(ZIP)" -a -n "$(ASSIGNMENT)" || { echo "make collect needs ZIP=<the LMS's submissions zip> ASSIGNMENT=<id>" >&2; exit 2; }
+	$(BIN)/logreg-collect --assignment $(ASSIGNMENT) $(if $(TIMES),--times $(TIMES)) $(ZIP)
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py

@@ -66,7 +66,7 @@ def _bare_nbgrader() -> None:
 
 _bare_nbgrader()
 
-from logreg_grader import release, sandbox  # noqa: E402
+from logreg_grader import release, sandbox, term  # noqa: E402
 from logreg_grader.course import Course  # noqa: E402
 from logreg_grader.status import Graded, Status  # noqa: E402
 
@@ -78,7 +78,8 @@ MAX_NOTEBOOK = 50 * 1024**2
 
 def read_submission(course: Course, student: str, aid: str) -> tuple[bytes | None, Graded]:
     """(notebook bytes or None, a Graded carrying the failure status if it cannot be read)."""
-    graded = Graded(aid, student)
+    graded = Graded(aid, student, origin=course.origin)
+    graded.late_mark = str(course.collected(student, aid).get("late_mark") or "")[:64]
     folder = course.submitted(student, aid)
     for path in (course.root / "submitted", folder.parent, folder):
         if path.is_symlink():
@@ -283,6 +284,7 @@ def discover(course: Course, assignments: list[str], student: str | None):
         for sub in sorted(sdir.iterdir()):
             if sub.is_dir() and sub.name in assignments:
                 todo.append((sub.name, sdir.name))
+                problems += _stray_notebooks(sub, sdir.name)
             elif sub.suffix == ".ipynb":
                 problems.append(
                     f"submitted/{sdir.name}/{sub.name}: a notebook outside an "
@@ -291,6 +293,23 @@ def discover(course: Course, assignments: list[str], student: str | None):
             elif sub.is_dir() and not course.source(sub.name).exists():
                 problems.append(f"submitted/{sdir.name}/{sub.name}: unknown assignment")
     return todo, problems
+
+
+def _stray_notebooks(folder: Path, student: str) -> list[str]:
+    """Notebooks in an assignment folder that are not the one graded (<id>.ipynb, when it is
+    there: read_submission names the others when it is missing), and notebooks deeper down."""
+    aid, out = folder.name, []
+    graded = folder / f"{aid}.ipynb"
+    for path in sorted(folder.rglob("*.ipynb")):
+        rel = path.relative_to(folder)
+        if path == graded or ".ipynb_checkpoints" in rel.parts:
+            continue
+        if len(rel.parts) == 1 and not os.path.lexists(graded):
+            continue  # reported as failed: missing_notebook, with its name
+        out.append(
+            f"submitted/{student}/{aid}/{rel.as_posix()}: not graded (only {aid}/{aid}.ipynb is)"
+        )
+    return out
 
 
 def register(course: Course, assignments: list[str]) -> dict[str, str]:
@@ -373,7 +392,8 @@ def run(args) -> int:
         return 2
     try:
         available = course.assignments(args.assignment)
-    except release.SourceError as err:
+        term.load(course.root)  # course.toml and the roster: an error stops before grading
+    except (release.SourceError, term.TermError) as err:
         print(f"grade: {err}", file=sys.stderr)
         return 2
     release.prepare_environment()
@@ -385,6 +405,15 @@ def run(args) -> int:
     if local and args.jobs == 1:
         args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
     todo, problems = discover(course, available, args.student)
+    if args.student and not todo:
+        print(
+            f"grade: no submission of student {args.student!r} in submitted/"
+            + (f" for {args.assignment}" if args.assignment else ""),
+            file=sys.stderr,
+        )
+        if args.worker is not None:
+            args.worker.close()
+        return 2
     if args.worker is not None and todo:
         # The master's test cells run here, and the plots at the end: import what they need
         # while the fork server imports its own.
@@ -410,7 +439,8 @@ def run(args) -> int:
         url = gradebook.url(course.root)
         with Gradebook(url, "logreg-lessons") as gb:
             done_before = gradebook.statuses(gb)
-        tasks, results = [], []
+            times_before = gradebook.submission_times(gb)
+        tasks, results, retimed = [], [], []
         for aid, student in todo:
             data, graded = read_submission(course, student, aid)
             prev = done_before.get((aid, student))
@@ -422,8 +452,13 @@ def run(args) -> int:
                 and prev["submission_hash"] == graded.submission_hash
                 and prev["master_hash"] == digest
             ):
+                if gradebook.moved(graded, prev, times_before.get((aid, student))):
+                    retimed.append(graded)  # collected again: a new time or late mark only
                 continue
             tasks.append((aid, student, data, graded))
+        if retimed:
+            with Gradebook(url, "logreg-lessons") as gb:
+                gradebook.retime(gb, retimed)
         interrupted = False
         old = signal.signal(signal.SIGTERM, _on_term)
         start, t["store"] = time.perf_counter(), 0.0
@@ -454,8 +489,9 @@ def run(args) -> int:
             )
             return 130
         start = time.perf_counter()
-        rows = report.export(course)
-        print(report.summary(course, rows, results, problems, len(todo) - len(tasks)))
+        done = report.export_all(course)
+        skipped = len(todo) - len(tasks)
+        print(report.summary(course, done, results, problems, skipped))
         t["export"] = time.perf_counter() - start
     if args.timings:
         t["total"] = time.perf_counter() - _T0
@@ -548,7 +584,7 @@ def _store(course: Course, gb, graded: Graded) -> None:
 def grade_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="logreg-grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", help="grade one assignment id (default: all)")
-    parser.add_argument("--student", help="grade one student only")
+    parser.add_argument("--student", help="grade one student only (regraded even when unchanged)")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -576,6 +612,8 @@ def grade_main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.student:
+        args.force = True  # asking for one student means: grade it again
     return run(args)
 
 

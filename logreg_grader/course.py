@@ -6,11 +6,12 @@ Layout, relative to the course root::
     solutions/<id>/<id>.md               the instructor's source (a person edits only this)
     solutions/<id>/<id>.ipynb            the master notebook, hidden tests included (written)
     exercises/<id>/<id>.ipynb            the students' release
-    submitted/<student>/<id>/<id>.ipynb  a submission (+ timestamp.txt)
+    course.toml                          the term: roster, due dates, late policy (term.py)
+    submitted/<student>/<id>/<id>.ipynb  a submission (+ timestamp.txt, collected.json)
     autograded/<student>/<id>/<id>.ipynb what ran, for formgrader      (private, 0700)
     feedback/<student>/<id>/<id>.html    the student's feedback page    (private, 0700)
     gradebook/gradebook.db               nbgrader's gradebook           (private, 0700)
-    grades.csv, _build/grades/           the exports
+    grades.csv, grades-canvas.csv        the exports (report.py), with _build/grades/
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import json
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE = ("autograded", "feedback", "gradebook", "submitted", "solutions")
+COLLECTED = "collected.json"  # written by logreg-collect next to a submission
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,29 @@ class Course:
     def feedback(self, student: str, aid: str) -> Path:
         return self.root / "feedback" / student / aid / f"{aid}.html"
 
+    def collected(self, student: str, aid: str) -> dict:
+        """What logreg-collect recorded about a submission (collected.json; {} if none)."""
+        path = self.submitted(student, aid) / COLLECTED
+        if not path.is_file() or path.is_symlink():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def origin(self) -> str:
+        """This machine and course folder, as kept with each grade (host:root)."""
+        return f"{socket.gethostname()}:{self.root}"
+
     @property
     def grades_csv(self) -> Path:
         return self.root / "grades.csv"
+
+    @property
+    def canvas_csv(self) -> Path:
+        return self.root / "grades-canvas.csv"
 
     @property
     def plots(self) -> Path:
@@ -73,13 +97,16 @@ class Course:
         return [one]
 
     def timestamp(self, student: str, aid: str, mtime: float) -> str:
-        """The submission's time: its timestamp.txt (nbgrader's collect writes one), else the
-        notebook's mtime, which is then written as timestamp.txt for formgrader."""
+        """The submission's time: its timestamp.txt (nbgrader's collect and logreg-collect
+        write one), "" when logreg-collect found no time for it, else the notebook's mtime,
+        which is then written as timestamp.txt for formgrader."""
         path = self.submitted(student, aid) / "timestamp.txt"
         if path.is_file() and not path.is_symlink():
             text = path.read_text(encoding="utf-8", errors="replace").strip()
             if text:
                 return text[:64]
+        if self.collected(student, aid).get("time") == "unknown":
+            return ""
         when = datetime.datetime.fromtimestamp(mtime, datetime.UTC)
         text = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
         with contextlib.suppress(OSError):

@@ -168,9 +168,18 @@ _DDL = (
     " assignment VARCHAR(128) NOT NULL, student VARCHAR(128) NOT NULL,"
     " status VARCHAR(64) NOT NULL, reason TEXT, master_hash VARCHAR(64),"
     " submission_hash VARCHAR(64), graded_at VARCHAR(40), seconds FLOAT,"
+    " origin VARCHAR(1024), late_mark VARCHAR(64),"
     " PRIMARY KEY (assignment, student))",
     "CREATE TABLE IF NOT EXISTS logreg_grader_master ("
     " assignment VARCHAR(128) PRIMARY KEY, hash VARCHAR(64) NOT NULL, source_hash VARCHAR(64))",
+)
+
+
+# Columns added after the first release of these tables: (table, column, SQL type).
+_ADDED = (
+    ("logreg_grader_master", "source_hash", "VARCHAR(64)"),
+    ("logreg_grader_status", "origin", "VARCHAR(1024)"),  # host:course root that graded it
+    ("logreg_grader_status", "late_mark", "VARCHAR(64)"),  # the LMS that marked it late
 )
 
 
@@ -181,12 +190,13 @@ def ensure_tables(gb) -> None:
     for ddl in _DDL:
         gb.db.execute(text(ddl))
     gb.db.commit()
-    try:  # a gradebook from before the source hash was kept
-        gb.db.execute(text("SELECT source_hash FROM logreg_grader_master WHERE 1 = 0"))
-    except Exception:  # noqa: BLE001 - the column is missing: add it
-        gb.db.rollback()
-        gb.db.execute(text("ALTER TABLE logreg_grader_master ADD COLUMN source_hash VARCHAR(64)"))
-        gb.db.commit()
+    for table, column, kind in _ADDED:  # a gradebook from before these columns were kept
+        try:
+            gb.db.execute(text(f"SELECT {column} FROM {table} WHERE 1 = 0"))
+        except Exception:  # noqa: BLE001 - the column is missing: add it
+            gb.db.rollback()
+            gb.db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+            gb.db.commit()
 
 
 def registered(gb) -> dict[str, tuple[str, str]]:
@@ -211,6 +221,22 @@ def set_registered(gb, assignment: str, digest: str, source_digest: str) -> None
     gb.db.commit()
 
 
+def forget(gb, aid: str, student: str) -> None:
+    """Remove one submission from the gradebook: its grades, comments and status row."""
+    from nbgrader.api import MissingEntry
+    from sqlalchemy import text
+
+    try:
+        gb.remove_submission(aid, student)
+    except MissingEntry:
+        pass
+    gb.db.execute(
+        text("DELETE FROM logreg_grader_status WHERE assignment = :a AND student = :s"),
+        {"a": aid, "s": student},
+    )
+    gb.db.commit()
+
+
 def statuses(gb) -> dict[tuple[str, str], dict]:
     """(assignment, student) -> the grader's status row."""
     from sqlalchemy import text
@@ -218,11 +244,58 @@ def statuses(gb) -> dict[tuple[str, str], dict]:
     rows = gb.db.execute(
         text(
             "SELECT assignment, student, status, reason, master_hash,"
-            " submission_hash, graded_at, seconds FROM logreg_grader_status"
+            " submission_hash, graded_at, seconds, origin, late_mark FROM logreg_grader_status"
         )
     )
-    keys = ("status", "reason", "master_hash", "submission_hash", "graded_at", "seconds")
+    keys = (
+        "status",
+        "reason",
+        "master_hash",
+        "submission_hash",
+        "graded_at",
+        "seconds",
+        "origin",
+        "late_mark",
+    )
     return {(r[0], r[1]): dict(zip(keys, r[2:], strict=True)) for r in rows}
+
+
+def submission_times(gb) -> dict[tuple[str, str], object]:
+    """(assignment, student) -> the submission's timestamp in the gradebook (naive UTC)."""
+    from nbgrader.api import Assignment, SubmittedAssignment
+
+    rows = gb.db.query(
+        Assignment.name, SubmittedAssignment.student_id, SubmittedAssignment.timestamp
+    ).join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+    return {(a, s): t for a, s, t in rows}
+
+
+def moved(graded, prev: dict, stored) -> bool:
+    """Whether an unchanged notebook now has another time or late mark than recorded."""
+    from nbgrader.utils import parse_utc
+
+    now = parse_utc(graded.timestamp) if graded.timestamp else None
+    if isinstance(stored, str):
+        stored = parse_utc(stored)
+    return now != stored or (prev.get("late_mark") or "") != graded.late_mark
+
+
+def retime(gb, graded_list) -> None:
+    """Record the new time and late mark of unchanged submissions (nothing is regraded)."""
+    from nbgrader.utils import parse_utc
+    from sqlalchemy import text
+
+    for graded in graded_list:
+        sub = gb.find_submission(graded.assignment, graded.student)
+        sub.timestamp = parse_utc(graded.timestamp) if graded.timestamp else None
+        gb.db.execute(
+            text(
+                "UPDATE logreg_grader_status SET late_mark = :lm"
+                " WHERE assignment = :a AND student = :s"
+            ),
+            {"lm": graded.late_mark, "a": graded.assignment, "s": graded.student},
+        )
+    gb.db.commit()
 
 
 def record(gb, graded) -> None:
@@ -258,11 +331,13 @@ def record(gb, graded) -> None:
     gb.db.execute(
         text(
             "INSERT INTO logreg_grader_status (assignment, student, status, reason, master_hash,"
-            " submission_hash, graded_at, seconds) VALUES (:a, :s, :st, :r, :mh, :sh, :g, :sec)"
+            " submission_hash, graded_at, seconds, origin, late_mark)"
+            " VALUES (:a, :s, :st, :r, :mh, :sh, :g, :sec, :o, :lm)"
             " ON CONFLICT (assignment, student) DO UPDATE SET status = excluded.status,"
             " reason = excluded.reason, master_hash = excluded.master_hash,"
             " submission_hash = excluded.submission_hash, graded_at = excluded.graded_at,"
-            " seconds = excluded.seconds"
+            " seconds = excluded.seconds, origin = excluded.origin,"
+            " late_mark = excluded.late_mark"
         ),
         {
             "a": aid,
@@ -273,6 +348,8 @@ def record(gb, graded) -> None:
             "sh": graded.submission_hash,
             "g": now,
             "sec": float(graded.seconds),
+            "o": graded.origin,
+            "lm": graded.late_mark,
         },
     )
     gb.db.commit()

@@ -70,8 +70,19 @@ def hidden_lines(source: str) -> list[str]:
 
 
 def stub(source: str) -> str:
-    """A solution cell as the release gives it to students."""
-    return SOLUTION.sub(STUB, source)
+    """A solution cell as the release gives it to students: nbgrader replaces each solution
+    region by the stub, every line of it indented as the ``### BEGIN SOLUTION`` line."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        if not inside and "### BEGIN SOLUTION" in line:
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + part for part in STUB.split("\n")]
+        elif inside:
+            inside = "### END SOLUTION" not in line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def docstring(source: str) -> str:

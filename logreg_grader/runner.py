@@ -30,7 +30,7 @@ from logreg_grader import neutralise
 from logreg_grader import notebook as nbm
 from logreg_grader.bans import BannedOperation
 from logreg_grader.remote import Remote, SandboxLost, Session
-from logreg_grader.status import CellError, Graded, Status, TestResult
+from logreg_grader.status import NOT_ATTEMPTED_REASON, CellError, Graded, Status, TestResult
 
 CELL_TIMEOUT = 60.0  # seconds for one student cell
 TEST_TIMEOUT = 180.0  # seconds for one test cell (all its calls together)
@@ -280,4 +280,4 @@ def structure(master: nbm.Master, cells: list, graded: Graded) -> None:
             graded.status = Status.CELLS_TAMPERED
     if not attempted and graded.status is Status.OK:
         graded.status = Status.NOT_ATTEMPTED
-        graded.reasons.append("every solution cell is still the release's stub")
+        graded.reasons.append(NOT_ATTEMPTED_REASON)

@@ -32,6 +32,8 @@ class Status(enum.StrEnum):
         return self.value.startswith("failed") or self is Status.MISSING
 
 
+NOT_ATTEMPTED_REASON = "every solution cell is still the release's stub"
+
 # When several things happened, the status shown is the first of these that applies.
 PRIORITY = (
     Status.TAMPERING,
@@ -88,6 +90,8 @@ class Graded:
     master_hash: str = ""
     autograded: str = ""  # the autograded notebook (ipynb text); "" when it could not run
     feedback: str = ""  # the feedback page (HTML)
+    origin: str = ""  # host:course root of the run that graded it (a removed folder is noticed)
+    late_mark: str = ""  # the LMS that marked it late (Canvas's LATE_), from logreg-collect
 
     @property
     def score(self) -> float:
@@ -99,7 +103,20 @@ class Graded:
 
     @property
     def reason(self) -> str:
-        return "; ".join(dict.fromkeys(self.reasons))[:1000]
+        """The reasons, each text once: tests failing with one message are named together
+        ("t1, t2: the message")."""
+        known = {t.grade_id for t in self.tests}
+        grouped: dict[str, list[str]] = {}
+        for text in self.reasons:
+            gid, sep, message = text.partition(": ")
+            if sep and gid in known:
+                names = grouped.setdefault(message, [])
+                if gid not in names:
+                    names.append(gid)
+            else:
+                grouped.setdefault(text, [])
+        parts = [f"{', '.join(ids)}: {text}" if ids else text for text, ids in grouped.items()]
+        return "; ".join(parts)[:1000]
 
     def settle(self) -> None:
         """Pick the status from what happened (see PRIORITY)."""
@@ -109,6 +126,11 @@ class Graded:
         seen |= {Status(e.fault) for e in self.cell_errors if e.fault}
         if self.status is not Status.OK:
             seen.add(self.status)
+        if Status.NOT_ATTEMPTED in seen and any(t.score > 0 for t in self.tests):
+            # The solution cells are the stubs, yet a test passed: the student's code is in
+            # cells of their own. It was attempted.
+            seen.discard(Status.NOT_ATTEMPTED)
+            self.reasons = [r for r in self.reasons if r != NOT_ATTEMPTED_REASON]
         self.status = next((s for s in PRIORITY if s in seen), Status.OK)
 
     def to_dict(self) -> dict:

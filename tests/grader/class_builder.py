@@ -114,8 +114,11 @@ def lock_errors(text: str) -> list[str]:
 
 
 def csv_rows(root: Path) -> list[dict]:
+    """grades.csv's rows without ``submitted``: each course's files were written at their own
+    time, which is the submission time of a notebook copied in by hand."""
     with open(root / "grades.csv", newline="", encoding="utf-8") as f:
-        return sorted(csv.DictReader(f), key=lambda r: (r["student"], r["assignment"]))
+        rows = [{k: v for k, v in r.items() if k != "submitted"} for r in csv.DictReader(f)]
+    return sorted(rows, key=lambda r: (r["student"], r["assignment"]))
 
 
 def cell_scores(course: Course, db_url: str) -> dict[tuple[str, str, str], tuple]:

@@ -226,7 +226,8 @@ def test_markers_are_read_in_one_place():
     assert nbm.hidden_lines(TEST_CELL) == ["assert sigmoid(1000.0) == 1.0  # a hidden line"]
     assert nbm.docstring(TEST_CELL) == "sigmoid is right."
     src = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
-    assert nbm.stub(src) == "def f():\n    " + nbm.STUB + "\n"
+    # as nbgrader releases it: every line of the stub indented like the BEGIN line
+    assert nbm.stub(src) == "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
     assert nbm.referenced_names(TEST_CELL) >= {"sigmoid"}
 
 
