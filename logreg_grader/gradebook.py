@@ -353,3 +353,29 @@ def record(gb, graded) -> None:
         },
     )
     gb.db.commit()
+
+
+def ensure_versioned(db_url: str) -> str | None:
+    """Stamp a gradebook that has nbgrader's tables but no ``alembic_version``.
+
+    nbgrader creates its tables, then asks the ``alembic`` command for the head revision to
+    record; where ``alembic`` is not on PATH that second step fails and the gradebook is left
+    unversioned, which ``nbgrader db upgrade`` refuses. Its tables were created by the
+    installed nbgrader, so its head revision is the right stamp. Returns the revision written,
+    or None when nothing had to be done.
+    """
+    from nbgrader.api import get_alembic_version
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(db_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        if "alembic_version" in tables or "assignment" not in tables:
+            return None
+        head = get_alembic_version()
+        with engine.begin() as con:
+            con.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            con.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+        return head
+    finally:
+        engine.dispose()

@@ -1,0 +1,313 @@
+"""`make lab` (logreg-lab): the gradebook it prepares, and formgrader in headless Chromium.
+
+One small course (assignment 02; ``ann`` hands in the solution, ``bob`` the untouched
+release): logreg-lab starts on it before anything was graded, from an environment whose PATH
+does not have .venv/bin (as `.venv/bin/jupyter lab` with the venv not activated), then
+logreg-grade grades the two notebooks while the server runs, as an instructor would. Chromium
+(Debian's /usr/bin/chromium, driven by Playwright) then opens formgrader's pages with every
+request recorded and any to another host than this machine aborted.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import nbformat
+import pytest
+
+from logreg_grader import release
+
+REPO = Path(__file__).resolve().parents[2]
+AID = "02_numerical_stability"
+BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+LOCAL = {"127.0.0.1", "localhost"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _versions(root: Path) -> list:
+    with sqlite3.connect(root / "gradebook" / "gradebook.db") as con:
+        return con.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def _course(root: Path) -> Path:
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    (root / "solutions" / AID).mkdir(parents=True)
+    md = REPO / "solutions" / AID / f"{AID}.md"
+    shutil.copy(md, root / "solutions" / AID / md.name)
+    for student, nb in (
+        ("ann", release.source_notebook(md)),
+        ("bob", nbformat.read(REPO / "exercises" / AID / f"{AID}.ipynb", 4)),
+    ):
+        folder = root / "submitted" / student / AID
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{AID}.ipynb")
+    # as nbgrader's collect writes it; ann's time is taken from her notebook's mtime
+    (root / "submitted" / "bob" / AID / "timestamp.txt").write_text(
+        "2025-03-14 19:30:00.000000 UTC"
+    )
+    return root
+
+
+def _start(root: Path, home: Path):
+    """logreg-lab as `make lab` runs it, but with a PATH without .venv/bin; (process, url)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "LOGREG"))}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != BIN)
+    env.update(HOME=str(home), JUPYTER_RUNTIME_DIR=str(home / "runtime"), MPLBACKEND="Agg")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "logreg-lab"), "--root", str(root), "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=home,
+    )  # fmt: skip
+    lines, url, deadline = [], None, time.time() + 60
+    while url is None and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if line.startswith("lab: formgrader at "):
+            url = line.split(" at ", 1)[1].strip()
+    assert url, "".join(lines)
+    status = url.replace("/formgrader?", "/api/status?")
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(status, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        pytest.fail("logreg-lab's server did not answer within 60 s:\n" + "".join(lines))
+    proc.lines = lines
+    return proc, url
+
+
+def _stop(proc) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail("logreg-lab did not stop within 30 s of SIGTERM:\n" + out[-3000:])
+    return "".join(proc.lines) + (out or "")
+
+
+def _children_of(pid: int) -> list[str]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(entry.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = _course(tmp_path_factory.mktemp("lab-course"))
+    home = tmp_path_factory.mktemp("lab-home")
+    proc, url = _start(root, home)
+    try:
+        before = _versions(root)  # what logreg-lab made, before anything was graded
+        env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
+        env["PATH"] = str(BIN) + os.pathsep + env["PATH"]
+        env.pop("LOGREG_GRADEBOOK_URL", None)
+        graded = subprocess.run(
+            [str(BIN / "logreg-grade"), "--root", str(root)],
+            capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+        assert graded.returncode == 0, graded.stdout + graded.stderr
+        yield {"root": root, "url": url, "proc": proc, "versions": before}
+    finally:
+        children = _children_of(proc.pid)
+        log = _stop(proc)
+        still = [c for c in children if Path("/proc", c).exists()]
+        assert proc.returncode is not None
+        assert not still, f"processes of the lab server outlived it: {still}\n{log[-2000:]}"
+
+
+@pytest.mark.slow
+def test_a_fresh_course_gets_a_versioned_gradebook_before_the_server_starts(lab):
+    assert len(lab["versions"]) == 1 and lab["versions"][0][0], lab["versions"]
+    # what the issue saw fail afterwards: nbgrader's own migration command
+    env = dict(os.environ, PATH=str(BIN) + os.pathsep + os.environ["PATH"])
+    upgrade = subprocess.run([str(BIN / "nbgrader"), "db", "upgrade"], cwd=lab["root"],
+                             capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+
+
+def test_an_unversioned_gradebook_is_stamped(tmp_path):
+    """The gradebook that `jupyter lab` without alembic on PATH leaves behind is repaired."""
+    from nbgrader.api import Base
+    from sqlalchemy import create_engine
+
+    from logreg_grader import gradebook
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(bind=engine)  # what nbgrader did before alembic failed
+    engine.dispose()
+    release.prepare_environment()
+    head = gradebook.ensure_versioned(url)
+    assert head and len(head) == 12, head
+    with sqlite3.connect(tmp_path / "gradebook.db") as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+    assert gradebook.ensure_versioned(url) is None  # versioned now: left alone
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: install it with `apt-get install chromium`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Watched:
+    """A page whose every request and console error is recorded; other hosts are refused."""
+
+    def __init__(self, browser):
+        self.requests, self.outside, self.problems = [], [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
+        self.page.on("pageerror", lambda e: self.problems.append(f"exception: {e}"))
+        self.page.on(
+            "response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}")
+        )
+
+    def _route(self, route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or parts.hostname in LOCAL:
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort()
+
+    def check(self):
+        hosts = {urlsplit(u).hostname for u in self.requests if urlsplit(u).hostname}
+        assert hosts <= LOCAL and not self.outside, (hosts, self.outside)
+        assert not self.problems, self.problems
+
+    def close(self):
+        self.context.close()
+
+
+def _rows(page) -> dict[str, dict]:
+    page.wait_for_selector("#main-table tr td.student-id", timeout=30000)
+    return {
+        r["student"]: r
+        for r in page.eval_on_selector_all(
+            "#main-table tr",
+            """rows => rows.map(r => ({
+                student: r.querySelector('.student-id')?.textContent.trim(),
+                timestamp: r.querySelector('.timestamp')?.textContent.trim(),
+                status: r.querySelector('.status')?.textContent.trim(),
+                score: r.querySelector('.score')?.textContent.trim(),
+            }))""",
+        )
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_formgrader_lists_the_graded_submissions_as_autograded_offline(lab, browser):
+    watched = Watched(browser)
+    try:
+        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
+        watched.page.goto(url, wait_until="networkidle")
+        rows = _rows(watched.page)
+        watched.page.screenshot(path=str(lab["root"] / "manage_submissions.png"))
+        watched.check()
+    finally:
+        watched.close()
+    assert set(rows) == {"ann", "bob"}, rows
+    for row in rows.values():
+        assert row["status"] in ("needs manual grading", "graded"), row
+        assert row["timestamp"] and row["timestamp"] != "None", row
+    assert rows["bob"]["timestamp"].startswith("2025-03-14 19:30:00"), rows["bob"]
+    ann, top = (float(x) for x in rows["ann"]["score"].split(" / "))
+    bob, top_bob = (float(x) for x in rows["bob"]["score"].split(" / "))
+    assert top == top_bob > 0 and ann > bob == 0.0, rows
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_manual_grading_page_typesets_math_with_mathjax_from_the_server(lab, browser):
+    api = lab["url"].replace("/formgrader?", f"/formgrader/api/submitted_notebooks/{AID}/{AID}?")
+    with urllib.request.urlopen(api, timeout=30) as response:
+        ids = {s["student"]: s["id"] for s in json.load(response)}
+    watched = Watched(browser)
+    try:
+        url = lab["url"].replace("/formgrader?", f"/formgrader/submission/{ids['ann']}/?")
+        watched.page.goto(url, wait_until="networkidle")
+        watched.page.wait_for_function("window.MathJax && MathJax.startup", timeout=30000)
+        watched.page.evaluate("MathJax.startup.promise")
+        typeset = watched.page.eval_on_selector_all("mjx-container", "els => els.length")
+        errors = watched.page.eval_on_selector_all("mjx-merror", "els => els.length")
+        watched.check()
+    finally:
+        watched.close()
+    scripts = [u for u in watched.requests if "mathjax" in u.lower()]
+    assert scripts and all("/logreg-lab/mathjax/" in u for u in scripts), scripts
+    assert typeset > 5 and errors == 0, (typeset, errors)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_autograde_button_runs_the_sandboxed_grader(lab, browser):
+    """nbgrader's autograder would run ann's code unsandboxed: the button runs logreg-grade."""
+    watched = Watched(browser)
+    try:
+        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
+        watched.page.goto(url, wait_until="networkidle")
+        _rows(watched.page)
+        row = watched.page.locator("#main-table tr", has_text="ann")
+        row.locator("td.autograde a").click()
+        modal = watched.page.locator("#success-modal, #error-modal")
+        modal.wait_for(timeout=120000)
+        text = modal.inner_text()
+        watched.page.locator("#success-modal button, #error-modal button").first.click()
+        rows = _rows(watched.page)
+        watched.check()
+    finally:
+        watched.close()
+    assert f"$ logreg-grade --assignment {AID} --student ann" in text, text
+    assert "AutogradeApp" not in text, text  # nbgrader's autograder logs under that name
+    if os.geteuid() == 0:  # where it can sandbox, it grades (elsewhere it says why it cannot)
+        assert "Successfully autograded" in text and "graded" in text, text
+    else:
+        assert "cannot grade safely here" in text, text
+    assert rows["ann"]["status"] in ("needs manual grading", "graded"), rows
