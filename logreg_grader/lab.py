@@ -281,6 +281,11 @@ def _load_jupyter_server_extension(serverapp) -> None:
     webapp.add_handlers(".*$", rules)
     router = webapp.default_router.rules
     router.insert(0, router.pop(-2))  # add_handlers put them before the catch-all rule
+    # formgrader's pages report the base URL without its trailing slash ("" for "/"), so the
+    # login cookie that a ?token= link to them sets had no Path: it stayed on that one page
+    # and every API call of the page was sent to the login page.
+    options = serverapp.identity_provider.cookie_options
+    options.setdefault("path", webapp.settings["base_url"])
     from logreg_grader import release
 
     release.prepare_environment()  # alembic and logreg-grade from this environment
