@@ -17,9 +17,9 @@ The extension (:func:`_load_jupyter_server_extension`) changes two of formgrader
 - *Autograde* runs ``logreg-grade --assignment A --student S`` (the sandboxed grader, which
   refuses to run where it cannot sandbox and says why) instead of nbgrader's autograder,
   which would run the student's code unsandboxed inside the Jupyter server's user;
-- the submission page (manual grading) loads MathJax 3 from this server
-  (``/logreg-lab/mathjax/``, the copy the book uses, from sphinx-mathjax-offline) instead of
-  nbconvert's CDN default.
+- the submission page (manual grading) loads MathJax 2 from this server (jupyter-server-mathjax,
+  at ``/static/jupyter_server_mathjax/``) instead of nbconvert's default, a CDN; formgrader's
+  scripts are written for MathJax 2.
 
 Usage: ``logreg-lab [--root DIR] [--port N] [jupyter lab options...]``.
 """
@@ -27,7 +27,6 @@ Usage: ``logreg-lab [--root DIR] [--port N] [jupyter lab options...]``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
@@ -35,7 +34,6 @@ import socket
 import sys
 from pathlib import Path
 
-ROUTE = "logreg-lab"  # the extension's own URLs live under {base_url}logreg-lab/
 DEFAULT_PORT = 8888
 
 
@@ -103,6 +101,7 @@ def jupyter_command(root: Path, host: str, port: int, extra: list[str]) -> list[
         "--ServerApp.port_retries=0",  # the printed URL stays right
         f"--ServerApp.root_dir={root}",
         f"--ServerApp.jpserver_extensions={__name__}=True",
+        "--ServerApp.jpserver_extensions=jupyter_server_mathjax=True",
         # Nothing leaves the machine: no PyPI search in the extension manager, no news feed,
         # no update check.
         "--LabApp.extension_manager=readonly",
@@ -170,31 +169,12 @@ def _jupyter_server_extension_points():
     return [{"module": __name__}]
 
 
-MATHJAX_MACRO = r"""{%- macro mathjax(url=None) -%}
-<script>
-window.MathJax = {
-  tex: {
-    inlineMath: [["$", "$"], ["\\(", "\\)"]],
-    displayMath: [["$$", "$$"], ["\\[", "\\]"]],
-    processEscapes: true,
-    processEnvironments: true,
-    tags: "ams"
-  },
-  loader: {load: ["ui/safe"]},
-  options: {ignoreHtmlClass: "tex2jax_ignore", processHtmlClass: "tex2jax_process"}
-};
-</script>
-<script defer src="__MATHJAX__"></script>
-{%- endmacro %}
+# nbconvert's own macro (MathJax 2 and its configuration, which formgrader's scripts expect),
+# given the MathJax that jupyter-server-mathjax serves instead of its default, a CDN.
+MATHJAX_MACRO = """{%- import 'base/mathjax.html.j2' as nbconvert -%}
+{%- macro mathjax(url=None) -%}{{ nbconvert.mathjax("__MATHJAX__") }}{%- endmacro -%}
 """
-
-
-def mathjax_dir() -> Path:
-    """MathJax 3 as sphinx-mathjax-offline ships it (the book serves the same files)."""
-    spec = importlib.util.find_spec("sphinx-mathjax-offline")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("sphinx-mathjax-offline is not installed (it ships MathJax)")
-    return Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the configuration the package ships
 
 
 def _handlers(base_url: str):
@@ -205,8 +185,6 @@ def _handlers(base_url: str):
     from nbgrader.server_extensions.formgrader.base import check_notebook_dir, check_xsrf
     from tornado import web
 
-    mathjax_url = url_path_join(base_url, ROUTE, "mathjax", "tex-chtml.js")
-
     class SubmissionPage(handlers.SubmissionHandler):
         """formgrader's manual-grading page, with MathJax from this server."""
 
@@ -215,7 +193,11 @@ def _handlers(base_url: str):
             exporter = self.settings.get("logreg_lab_exporter")
             if exporter is None:
                 base = self.settings["nbgrader_exporter"]
-                macro = MATHJAX_MACRO.replace("__MATHJAX__", mathjax_url)
+                url = self.settings.get("mathjax_url")  # set by jupyter-server-mathjax
+                if not url:
+                    raise web.HTTPError(500, "jupyter-server-mathjax is not loaded")
+                url = url_path_join(self.base_url or "/", url) if url[0] != "/" else url
+                macro = MATHJAX_MACRO.replace("__MATHJAX__", f"{url}?config={MATHJAX_CONFIG}")
                 exporter = HTMLExporter(
                     config=base.config,
                     template_name=base.template_name,
@@ -235,9 +217,7 @@ def _handlers(base_url: str):
             self.write(json.dumps(await grade_one(self.coursedir.root, assignment_id, student_id)))
 
     return [
-        (url_path_join(base_url, ROUTE, "mathjax", "(.*)"), web.StaticFileHandler,
-         {"path": str(mathjax_dir())}),
-        (url_path_join(base_url, r"/formgrader/submission/([^/]+)/?"), SubmissionPage),
+        (url_path_join(base_url, r"/formgrader/submissions/([^/]+)/?"), SubmissionPage),
         (url_path_join(base_url, r"/formgrader/api/submission/([^/]+)/([^/]+)/autograde"),
          Autograde),
     ]  # fmt: skip
@@ -256,8 +236,10 @@ async def grade_one(root, assignment_id: str, student_id: str) -> dict:
         f"--assignment={assignment_id}",
         f"--student={student_id}",  # one argument: an id cannot pose as an option
     ]
+    env = dict(os.environ, TQDM_DISABLE="1")  # no progress bar in the log formgrader shows
     proc = await asyncio.create_subprocess_exec(
         *command,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -290,5 +272,5 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
     release.prepare_environment()  # alembic and logreg-grade from this environment
     serverapp.log.info(
-        "logreg-lab: Autograde runs logreg-grade (sandboxed); MathJax from /%s/mathjax", ROUTE
+        "logreg-lab: Autograde runs logreg-grade (sandboxed); MathJax from this server"
     )
