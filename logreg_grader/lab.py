@@ -17,9 +17,9 @@ The extension (:func:`_load_jupyter_server_extension`) changes two of formgrader
 - *Autograde* runs ``logreg-grade --assignment A --student S`` (the sandboxed grader, which
   refuses to run where it cannot sandbox and says why) instead of nbgrader's autograder,
   which would run the student's code unsandboxed inside the Jupyter server's user;
-- the submission page (manual grading) loads MathJax 2 from this server (jupyter-server-mathjax,
-  at ``/static/jupyter_server_mathjax/``) instead of nbconvert's default, a CDN; formgrader's
-  scripts are written for MathJax 2.
+- the submission page (manual grading) loads MathJax 3 from this server (the copy the book
+  uses, from sphinx-mathjax-offline, at ``/logreg-lab/mathjax/``) instead of nbconvert's
+  default, MathJax 2 from a CDN.
 
 Usage: ``logreg-lab [--root DIR] [--port N] [jupyter lab options...]``.
 """
@@ -27,6 +27,7 @@ Usage: ``logreg-lab [--root DIR] [--port N] [jupyter lab options...]``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import secrets
@@ -34,6 +35,7 @@ import socket
 import sys
 from pathlib import Path
 
+ROUTE = "logreg-lab"  # this extension's own URLs: {base_url}logreg-lab/...
 DEFAULT_PORT = 8888
 
 
@@ -101,7 +103,6 @@ def jupyter_command(root: Path, host: str, port: int, extra: list[str]) -> list[
         "--ServerApp.port_retries=0",  # the printed URL stays right
         f"--ServerApp.root_dir={root}",
         f"--ServerApp.jpserver_extensions={__name__}=True",
-        "--ServerApp.jpserver_extensions=jupyter_server_mathjax=True",
         # Nothing leaves the machine: no PyPI search in the extension manager, no news feed,
         # no update check.
         "--LabApp.extension_manager=readonly",
@@ -169,12 +170,52 @@ def _jupyter_server_extension_points():
     return [{"module": __name__}]
 
 
-# nbconvert's own macro (MathJax 2 and its configuration, which formgrader's scripts expect),
-# given the MathJax that jupyter-server-mathjax serves instead of its default, a CDN.
-MATHJAX_MACRO = """{%- import 'base/mathjax.html.j2' as nbconvert -%}
-{%- macro mathjax(url=None) -%}{{ nbconvert.mathjax("__MATHJAX__") }}{%- endmacro -%}
+# Replaces nbconvert's mathjax macro (MathJax 2 from a CDN) on formgrader's pages. nbgrader's
+# formgrade.js speaks MathJax 2: it asks MathJax.Hub.Startup.signal for the "End" of the first
+# typesetting, which the shim below sends when MathJax 3 has typeset the page. The setter
+# keeps the shim on the MathJax object that MathJax 3 puts in place of its configuration.
+MATHJAX_MACRO = r"""{%- macro mathjax(url=None) -%}
+<script>
+(function () {
+  var waiting = [], done = false;
+  var hub = {Startup: {signal: {Interest: function (callback) {
+    if (done) { callback("End"); } else { waiting.push(callback); }
+  }}}};
+  var current = {
+    tex: {
+      inlineMath: [["$", "$"], ["\\(", "\\)"]],
+      displayMath: [["$$", "$$"], ["\\[", "\\]"]],
+      processEscapes: true,
+      processEnvironments: true,
+      tags: "ams"
+    },
+    loader: {load: ["ui/safe"]},
+    startup: {pageReady: function () {
+      return MathJax.startup.defaultPageReady().then(function () {
+        done = true;
+        waiting.forEach(function (callback) { callback("End"); });
+      });
+    }},
+    Hub: hub
+  };
+  Object.defineProperty(window, "MathJax", {
+    configurable: true,
+    get: function () { return current; },
+    set: function (value) { value.Hub = hub; current = value; }
+  });
+})();
+</script>
+<script defer src="__MATHJAX__"></script>
+{%- endmacro -%}
 """
-MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the configuration the package ships
+
+
+def mathjax_dir() -> Path:
+    """MathJax 3 as sphinx-mathjax-offline ships it (the book serves the same files)."""
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("sphinx-mathjax-offline is not installed (it ships MathJax)")
+    return Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax"
 
 
 def _handlers(base_url: str):
@@ -185,6 +226,8 @@ def _handlers(base_url: str):
     from nbgrader.server_extensions.formgrader.base import check_notebook_dir, check_xsrf
     from tornado import web
 
+    mathjax_url = url_path_join(base_url, ROUTE, "mathjax", "tex-chtml.js")
+
     class SubmissionPage(handlers.SubmissionHandler):
         """formgrader's manual-grading page, with MathJax from this server."""
 
@@ -193,11 +236,7 @@ def _handlers(base_url: str):
             exporter = self.settings.get("logreg_lab_exporter")
             if exporter is None:
                 base = self.settings["nbgrader_exporter"]
-                url = self.settings.get("mathjax_url")  # set by jupyter-server-mathjax
-                if not url:
-                    raise web.HTTPError(500, "jupyter-server-mathjax is not loaded")
-                url = url_path_join(self.base_url or "/", url) if url[0] != "/" else url
-                macro = MATHJAX_MACRO.replace("__MATHJAX__", f"{url}?config={MATHJAX_CONFIG}")
+                macro = MATHJAX_MACRO.replace("__MATHJAX__", mathjax_url)
                 exporter = HTMLExporter(
                     config=base.config,
                     template_name=base.template_name,
@@ -217,6 +256,8 @@ def _handlers(base_url: str):
             self.write(json.dumps(await grade_one(self.coursedir.root, assignment_id, student_id)))
 
     return [
+        (url_path_join(base_url, ROUTE, "mathjax", "(.*)"), web.StaticFileHandler,
+         {"path": str(mathjax_dir())}),
         (url_path_join(base_url, r"/formgrader/submissions/([^/]+)/?"), SubmissionPage),
         (url_path_join(base_url, r"/formgrader/api/submission/([^/]+)/([^/]+)/autograde"),
          Autograde),
@@ -272,5 +313,5 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
     release.prepare_environment()  # alembic and logreg-grade from this environment
     serverapp.log.info(
-        "logreg-lab: Autograde runs logreg-grade (sandboxed); MathJax from this server"
+        "logreg-lab: Autograde runs logreg-grade (sandboxed); MathJax from /%s/mathjax/", ROUTE
     )

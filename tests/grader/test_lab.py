@@ -273,16 +273,16 @@ def test_manual_grading_page_typesets_math_with_mathjax_from_the_server(lab, bro
     try:
         url = lab["url"].replace("/formgrader?", f"/formgrader/submissions/{ids['ann']}/?")
         watched.page.goto(url, wait_until="networkidle")
-        # formgrade.js sets MathJax.loaded when MathJax 2 has typeset the page
+        # formgrade.js sets MathJax.loaded when the page is typeset (see logreg_grader.lab)
         watched.page.wait_for_function("window.MathJax && MathJax.loaded === true", timeout=60000)
-        typeset = watched.page.eval_on_selector_all(".MathJax, .MathJax_CHTML", "e => e.length")
-        errors = watched.page.eval_on_selector_all(".MathJax .merror", "e => e.length")
+        typeset = watched.page.eval_on_selector_all("mjx-container", "e => e.length")
+        errors = watched.page.eval_on_selector_all("mjx-merror", "e => e.length")
         watched.page.screenshot(path=str(lab["root"] / "formgrade.png"))
         watched.check()
     finally:
         watched.close()
     scripts = [u for u in watched.requests if "mathjax" in u.lower()]
-    assert scripts and all("/static/jupyter_server_mathjax/" in u for u in scripts), scripts
+    assert scripts and all("/logreg-lab/mathjax/" in u for u in scripts), scripts
     assert typeset > 5 and errors == 0, (typeset, errors)
 
 
