@@ -312,3 +312,27 @@ def test_autograde_button_runs_the_sandboxed_grader(lab, browser):
     else:
         assert "cannot grade safely here" in text, text
     assert rows["ann"]["status"] in ("needs manual grading", "graded"), rows
+
+
+def test_bad_arguments_say_what_is_expected(tmp_path, capsys):
+    from logreg_grader import lab
+
+    with pytest.raises(SystemExit) as stop:
+        lab.lab_main(["--root", str(tmp_path)])
+    assert stop.value.code == 2
+    assert f"--root: {tmp_path} has no nbgrader_config.py" in capsys.readouterr().err
+    shutil.copy(REPO / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    with pytest.raises(SystemExit) as stop:
+        lab.lab_main(["--root", str(tmp_path), "--port", "70000"])
+    assert stop.value.code == 2
+    assert "--port must be between 1 and 65535, got 70000" in capsys.readouterr().err
+
+
+def test_the_server_binds_to_this_machine_only_with_its_token():
+    from logreg_grader import lab
+
+    command = lab.jupyter_command(Path("/course"), "127.0.0.1", 8888, ["--no-browser"])
+    assert "--ServerApp.ip=127.0.0.1" in command and "--ServerApp.port_retries=0" in command
+    assert not any("token" in arg.lower() for arg in command)  # JUPYTER_TOKEN, not argv
+    assert "--ServerApp.jpserver_extensions=logreg_grader.lab=True" in command
+    assert command[-1] == "--no-browser"
