@@ -30,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -264,6 +265,9 @@ def _handlers(base_url: str):
     ]  # fmt: skip
 
 
+_PROGRESS = re.compile(r"^grading:\s+\d+%\|")
+
+
 async def grade_one(root, assignment_id: str, student_id: str) -> dict:
     """Run logreg-grade on one submission; formgrader's reply ({success, log, error})."""
     import asyncio
@@ -277,17 +281,19 @@ async def grade_one(root, assignment_id: str, student_id: str) -> dict:
         f"--assignment={assignment_id}",
         f"--student={student_id}",  # one argument: an id cannot pose as an option
     ]
-    env = dict(os.environ, TQDM_DISABLE="1")  # no progress bar in the log formgrader shows
     proc = await asyncio.create_subprocess_exec(
         *command,
-        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
-    shown = f"logreg-grade --assignment {assignment_id} --student {student_id}"
-    log = f"$ {shown}   (make grade ASSIGNMENT=... STUDENT=...)\n" + out.decode("utf-8", "replace")
+    text = out.decode("utf-8", "replace").replace("\r", "\n")
+    lines = [ln for ln in text.splitlines() if not _PROGRESS.match(ln)]  # tqdm's bar
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    shown = f"$ logreg-grade --assignment {assignment_id} --student {student_id}"
+    log = "\n".join([shown, *lines])
     if proc.returncode == 0:
         return {"success": True, "log": log}
     return {
