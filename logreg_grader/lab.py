@@ -12,11 +12,13 @@ Before the server starts, in the course folder:
 3. JupyterLab starts on 127.0.0.1 with a random token, its PyPI extension manager and news
    feed off (nothing leaves the machine), and this module loaded as a server extension.
 
-The extension (:func:`_load_jupyter_server_extension`) changes two of formgrader's routes:
+The extension (:func:`_load_jupyter_server_extension`) changes three of formgrader's routes:
 
 - *Autograde* runs ``logreg-grade --assignment A --student S`` (the sandboxed grader, which
   refuses to run where it cannot sandbox and says why) instead of nbgrader's autograder,
   which would run the student's code unsandboxed inside the Jupyter server's user;
+- *Generate Feedback* (one student or all) runs ``logreg-grades`` (``make grades``), which
+  writes the grader's feedback pages from the gradebook; nbgrader's would replace them;
 - the submission page (manual grading) loads MathJax 3 from this server (the copy the book
   uses, from sphinx-mathjax-offline, at ``/logreg-lab/mathjax/``) instead of nbconvert's
   default, MathJax 2 from a CDN.
@@ -256,7 +258,20 @@ def _handlers(base_url: str):
         async def post(self, assignment_id, student_id):
             self.write(json.dumps(await grade_one(self.coursedir.root, assignment_id, student_id)))
 
+    class Feedback(apihandlers.BaseApiHandler):
+        """formgrader's Generate Feedback buttons (one student, or all), routed to ``make
+        grades``: the grader writes the feedback pages, nbgrader's would replace them."""
+
+        @web.authenticated
+        @check_xsrf
+        @check_notebook_dir
+        async def post(self, *ids):
+            self.write(json.dumps(await write_exports(self.coursedir.root)))
+
+    api = r"/formgrader/api/assignment/([^/]+)"
     return [
+        (url_path_join(base_url, api + "/generate_feedback"), Feedback),
+        (url_path_join(base_url, api + "/([^/]+)/generate_feedback"), Feedback),
         (url_path_join(base_url, ROUTE, "mathjax", "(.*)"), web.StaticFileHandler,
          {"path": str(mathjax_dir())}),
         (url_path_join(base_url, r"/formgrader/submissions/([^/]+)/?"), SubmissionPage),
@@ -268,21 +283,16 @@ def _handlers(base_url: str):
 _PROGRESS = re.compile(r"^grading:\s+\d+%\|")
 
 
-async def grade_one(root, assignment_id: str, student_id: str) -> dict:
-    """Run logreg-grade on one submission; formgrader's reply ({success, log, error})."""
+async def run_tool(tool: str, *args: str) -> dict:
+    """Run one of the grader's commands; formgrader's reply ({success, log, error})."""
     import asyncio
 
     from logreg_grader import release
 
     release.prepare_environment()
-    command = [
-        str(Path(sys.executable).parent / "logreg-grade"),
-        f"--root={root}",
-        f"--assignment={assignment_id}",
-        f"--student={student_id}",  # one argument: an id cannot pose as an option
-    ]
     proc = await asyncio.create_subprocess_exec(
-        *command,
+        str(Path(sys.executable).parent / tool),
+        *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -292,15 +302,28 @@ async def grade_one(root, assignment_id: str, student_id: str) -> dict:
     lines = [ln for ln in text.splitlines() if not _PROGRESS.match(ln)]  # tqdm's bar
     while lines and not lines[0].strip():
         lines.pop(0)
-    shown = f"$ logreg-grade --assignment {assignment_id} --student {student_id}"
-    log = "\n".join([shown, *lines])
+    shown = " ".join([tool, *(a for a in args if not a.startswith("--root="))])
+    log = "\n".join([f"$ {shown}", *lines])
     if proc.returncode == 0:
         return {"success": True, "log": log}
     return {
         "success": False,
         "log": log,
-        "error": f"logreg-grade exited with status {proc.returncode} (see the log above)",
+        "error": f"{tool} exited with status {proc.returncode} (see the log above)",
     }
+
+
+async def grade_one(root, assignment_id: str, student_id: str) -> dict:
+    """``make grade ASSIGNMENT=... STUDENT=...``: logreg-grade on one submission."""
+    # --name=value: an id cannot pose as an option
+    return await run_tool(
+        "logreg-grade", f"--root={root}", f"--assignment={assignment_id}", f"--student={student_id}"
+    )
+
+
+async def write_exports(root) -> dict:
+    """``make grades``: grades.csv, the plots and every feedback page, from the gradebook."""
+    return await run_tool("logreg-grades", f"--root={root}")
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

@@ -305,13 +305,37 @@ def test_autograde_button_runs_the_sandboxed_grader(lab, browser):
         watched.check()
     finally:
         watched.close()
-    assert f"$ logreg-grade --assignment {AID} --student ann" in text, text
+    assert f"$ logreg-grade --assignment={AID} --student=ann" in text, text
     assert "AutogradeApp" not in text, text  # nbgrader's autograder logs under that name
     if os.geteuid() == 0:  # where it can sandbox, it grades (elsewhere it says why it cannot)
         assert "Successfully autograded" in text and "graded" in text, text
     else:
         assert "cannot grade safely here" in text, text
     assert rows["ann"]["status"] in ("needs manual grading", "graded"), rows
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_generate_feedback_button_rewrites_the_graders_pages(lab, browser):
+    """nbgrader's feedback would replace the grader's pages: the button runs `make grades`."""
+    page_file = lab["root"] / "feedback" / "bob" / AID / f"{AID}.html"
+    assert page_file.is_file()
+    watched = Watched(browser)
+    try:
+        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
+        watched.page.goto(url, wait_until="networkidle")
+        _rows(watched.page)
+        row = watched.page.locator("#main-table tr", has_text="bob")
+        row.locator("td.generate-feedback a").click()
+        modal = watched.page.locator("#success-modal, #error-modal")
+        modal.wait_for(timeout=120000)
+        text = modal.inner_text()
+        watched.check()
+    finally:
+        watched.close()
+    assert "Successfully generated feedback" in text and "$ logreg-grades" in text, text
+    assert "GenerateFeedback" not in text, text  # nbgrader's app logs under that name
+    assert "nbgrader_cell" not in page_file.read_text(encoding="utf-8")  # nbgrader's page CSS
 
 
 def test_bad_arguments_say_what_is_expected(tmp_path, capsys):
