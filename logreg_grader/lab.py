@@ -12,13 +12,16 @@ Before the server starts, in the course folder:
 3. JupyterLab starts on 127.0.0.1 with a random token, its PyPI extension manager and news
    feed off (nothing leaves the machine), and this module loaded as a server extension.
 
-The extension (:func:`_load_jupyter_server_extension`) changes three of formgrader's routes:
+The extension (:func:`_load_jupyter_server_extension`) changes four of formgrader's routes:
 
 - *Autograde* runs ``logreg-grade --assignment A --student S`` (the sandboxed grader, which
   refuses to run where it cannot sandbox and says why) instead of nbgrader's autograder,
   which would run the student's code unsandboxed inside the Jupyter server's user;
 - *Generate Feedback* (one student or all) runs ``logreg-grades`` (``make grades``), which
   writes the grader's feedback pages from the gradebook; nbgrader's would replace them;
+- *Generate* (an assignment's release) runs ``logreg-release --assignment A`` (``make
+  release``): nbgrader's would write exercises/ without the release's normalisation and
+  leak checks;
 - the submission page (manual grading) loads MathJax 3 from this server (the copy the book
   uses, from sphinx-mathjax-offline, at ``/logreg-lab/mathjax/``) instead of nbconvert's
   default, MathJax 2 from a CDN.
@@ -268,8 +271,23 @@ def _handlers(base_url: str):
         async def post(self, *ids):
             self.write(json.dumps(await write_exports(self.coursedir.root)))
 
+    class Release(apihandlers.BaseApiHandler):
+        """formgrader's Generate button, routed to ``make release`` for that assignment:
+        nbgrader's would write exercises/ without the release's normalisation and checks."""
+
+        @web.authenticated
+        @check_xsrf
+        @check_notebook_dir
+        async def post(self, assignment_id):
+            root = self.coursedir.root
+            reply = await run_tool(
+                "logreg-release", f"--root={root}", f"--assignment={assignment_id}"
+            )
+            self.write(json.dumps(reply))
+
     api = r"/formgrader/api/assignment/([^/]+)"
     return [
+        (url_path_join(base_url, api + "/assign"), Release),
         (url_path_join(base_url, api + "/generate_feedback"), Feedback),
         (url_path_join(base_url, api + "/([^/]+)/generate_feedback"), Feedback),
         (url_path_join(base_url, ROUTE, "mathjax", "(.*)"), web.StaticFileHandler,

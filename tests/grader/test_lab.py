@@ -338,6 +338,29 @@ def test_generate_feedback_button_rewrites_the_graders_pages(lab, browser):
     assert "nbgrader_cell" not in page_file.read_text(encoding="utf-8")  # nbgrader's page CSS
 
 
+@pytest.mark.slow
+@pytest.mark.browser
+def test_generate_button_releases_as_make_release_does(lab, browser):
+    """nbgrader's generate_assignment would write exercises/ without the release's checks."""
+    released = lab["root"] / "exercises" / AID / f"{AID}.ipynb"
+    assert not released.exists()
+    watched = Watched(browser)
+    try:
+        url = lab["url"].replace("/formgrader?", "/formgrader/manage_assignments?")
+        watched.page.goto(url, wait_until="networkidle")
+        row = watched.page.locator("#main-table tr", has_text=AID)
+        row.locator("td.assign a").click()
+        modal = watched.page.locator("#success-modal, #error-modal")
+        modal.wait_for(timeout=120000)
+        text = modal.inner_text()
+        watched.check()
+    finally:
+        watched.close()
+    assert "Successfully created the student version" in text, text
+    assert f"$ logreg-release --assignment={AID}" in text, text
+    assert released.read_bytes() == (REPO / "exercises" / AID / f"{AID}.ipynb").read_bytes()
+
+
 def test_bad_arguments_say_what_is_expected(tmp_path, capsys):
     from logreg_grader import lab
 
