@@ -76,7 +76,7 @@ def _start(root: Path, home: Path):
         [str(BIN / "logreg-lab"), "--root", str(root), "--port", str(port), "--no-browser"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=home,
     )  # fmt: skip
-    lines, url, deadline = [], None, time.time() + 60
+    lines, url, deadline = [], None, time.time() + 120
     while url is None and time.time() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
@@ -94,7 +94,7 @@ def _start(root: Path, home: Path):
         except OSError:
             time.sleep(0.3)
     else:
-        pytest.fail("logreg-lab's server did not answer within 60 s:\n" + "".join(lines))
+        pytest.fail("logreg-lab's server did not answer within 120 s:\n" + "".join(lines))
     proc.lines = lines
     return proc, url
 
@@ -373,6 +373,19 @@ def test_bad_arguments_say_what_is_expected(tmp_path, capsys):
         lab.lab_main(["--root", str(tmp_path), "--port", "70000"])
     assert stop.value.code == 2
     assert "--port must be between 1 and 65535, got 70000" in capsys.readouterr().err
+
+
+def test_a_gradebook_of_another_user_is_named_with_what_to_do(tmp_path, capsys, monkeypatch):
+    """After `sudo make grade` the gradebook folder is root's, 0700."""
+    from logreg_grader import lab
+
+    shutil.copy(REPO / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    (tmp_path / "gradebook").mkdir()
+    monkeypatch.setattr(lab.os, "access", lambda path, mode: Path(path).name != "gradebook")
+    assert lab.lab_main(["--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"lab: {tmp_path / 'gradebook'} belongs to another user" in err
+    assert "start the lab as that user too (`sudo make lab`)" in err
 
 
 def test_the_server_binds_to_this_machine_only_with_its_token():
