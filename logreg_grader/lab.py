@@ -26,6 +26,10 @@ The extension (:func:`_load_jupyter_server_extension`) changes four of formgrade
   uses, from sphinx-mathjax-offline, at ``/logreg-lab/mathjax/``) instead of nbconvert's
   default, MathJax 2 from a CDN.
 
+It also gives the login cookie that a ``?token=`` link to formgrader sets the server's base
+path (formgrader's pages report the base URL without its slash, so the cookie stayed on the
+one page and the page's own API calls went to the login page).
+
 Usage: ``logreg-lab [--root DIR] [--port N] [jupyter lab options...]``.
 """
 
@@ -348,12 +352,12 @@ def _load_jupyter_server_extension(serverapp) -> None:
     """Put this module's routes in front of formgrader's (tornado takes the first match)."""
     webapp = serverapp.web_app
     rules = _handlers(webapp.settings["base_url"])
-    webapp.add_handlers(".*$", rules)
     router = webapp.default_router.rules
-    router.insert(0, router.pop(-2))  # add_handlers put them before the catch-all rule
-    # formgrader's pages report the base URL without its trailing slash ("" for "/"), so the
-    # login cookie that a ?token= link to them sets had no Path: it stayed on that one page
-    # and every API call of the page was sent to the login page.
+    before = list(router)
+    webapp.add_handlers(".*$", rules)
+    ours = [rule for rule in router if not any(rule is old for old in before)]
+    router[:] = ours + before  # first, whichever extension is loaded before or after this one
+    # formgrader reports the base URL "/" as "": the login cookie would get no Path
     options = serverapp.identity_provider.cookie_options
     options.setdefault("path", webapp.settings["base_url"])
     from logreg_grader import release
