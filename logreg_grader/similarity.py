@@ -211,11 +211,10 @@ def compare(
         for path in files:
             detector.add_file(path)
         detector.add_file(str(folder / "boilerplate" / "starter.py"), type="boilerplate")
-        if len(files) >= 2:
-            detector.run()
-            rows = detector.get_copied_code_list()
-        else:
-            rows = []
+        if len(files) < 2:
+            return [], []  # nothing to compare with
+        detector.run()
+        rows = detector.get_copied_code_list()
         own = {files[p] for p, data in detector.file_data.items() if p in files and data.hashes}
     pairs = []
     for sim_a, sim_b, path_a, path_b, code_a, code_b, overlap in rows:
@@ -307,6 +306,12 @@ summary { cursor: pointer; font-weight: 600; }
 """
 
 
+def copydetect_version() -> str:
+    from copydetect import __version__
+
+    return __version__
+
+
 def html_text(report: Report) -> str:
     """The report page: no script, no link to anything outside it, every name escaped."""
     e = html.escape
@@ -367,9 +372,12 @@ def html_text(report: Report) -> str:
             + "</ul>"
         )
     out.append(
-        f'<p class="note">copydetect (noise {NOISE}, guarantee {GUARANTEE} characters of '
-        "filtered code); made by logreg-similarity.</p></body></html>"
+        '<p class="note">The highlighting can run over a line or two of starter code next to '
+        "shared code (a signature, a docstring): starter code never matches by itself. "
+        f"copydetect {copydetect_version()}, noise and guarantee thresholds {NOISE} and "
+        f"{GUARANTEE} characters of filtered code; made by logreg-similarity.</p>"
     )
+    out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 

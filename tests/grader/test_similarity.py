@@ -133,13 +133,17 @@ def submit(root: Path, student: str, nb=None, text: str | None = None) -> None:
         (folder / f"{AID}.ipynb").write_text(text, encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory) -> Course:
-    root = tmp_path_factory.mktemp("similar")
+def empty_course(root: Path) -> Course:
     for part in ("solutions", "exercises"):
         (root / part / AID).mkdir(parents=True)
     shutil.copy(REPO / "solutions" / AID / f"{AID}.md", root / "solutions" / AID)
     shutil.copy(REPO / "exercises" / AID / f"{AID}.ipynb", root / "exercises" / AID)
+    return Course(root)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Course:
+    root = empty_course(tmp_path_factory.mktemp("similar")).root
     ref = reference()
     assert set(ref) == set(IDS)
     copy = {gid: renamed(body) for gid, body in ref.items()}
@@ -303,3 +307,15 @@ def test_command_writes_private_reports_and_touches_no_grade(course):
 def test_bad_arguments_are_named(course, capsys, args, message):
     assert similarity.similarity_main(args + ["--root", str(course.root)]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("students", [0, 1])
+def test_fewer_than_two_submissions(tmp_path, students):
+    """Nothing to compare: an empty report, nobody called starter-only."""
+    course = empty_course(tmp_path)
+    if students:
+        submit(tmp_path, "perfect", fill(reference()))
+    report = similarity.analyse(course, AID)
+    assert (len(report.compared), report.pairs, report.starter_only) == (students, [], [])
+    assert similarity.similarity_main(["--assignment", AID, "--root", str(tmp_path)]) == 0
+    assert "No pair" in (course.reports(AID) / "similarity.html").read_text(encoding="utf-8")
