@@ -1,7 +1,7 @@
 """``logreg-similarity`` (``make similarity ASSIGNMENT=<id>``): pairs of submissions whose
 solution code is alike, for a person to review.
 
-    logreg-similarity --assignment 04_gradients [--threshold 0.5] [--root .]
+    logreg-similarity --assignment 04_gradients [--threshold 0.6] [--min-tokens 60] [--root .]
 
 reads every ``submitted/<student>/<id>/<id>.ipynb`` as JSON (never executes it), keeps the code
 of its solution cells (the cells whose ``grade_id`` is a solution cell of the release, in the
@@ -13,8 +13,9 @@ boilerplate: code the students were given never counts, and an untouched noteboo
 of its own to match.
 
 A pair's similarities are the shares of each submission's own code (tokens) found in the
-other; a pair is listed when either share is above ``--threshold``. It writes, private to the
-instructor (0700 folder, 0600 files) since they name students:
+other; a pair is listed when either share is above ``--threshold`` and they share at least
+``--min-tokens`` tokens. It writes, private to the instructor (0700 folder, 0600 files) since
+they name students:
 
 - ``reports/<id>/similarity.csv``: one row per pair, most alike first;
 - ``reports/<id>/similarity.html``: each pair side by side with the shared code highlighted
@@ -54,6 +55,11 @@ GUARANTEE = 20
 # three independent correct solutions 0.12-0.46 pairwise, one of the two functions copied
 # with its names changed 0.69-0.74, the whole solution renamed 1.00.
 THRESHOLD = 0.6
+# ... and they share at least MIN_TOKENS tokens (characters of filtered code). Every k-gram that
+# touches a submission's own code counts, so one changed line already covers about 2 k: two
+# notebooks whose only code is `return torch.zeros_like(x)` share 48 and match fully (1.00);
+# a copied function shares 145 or more.
+MIN_TOKENS = 60
 MAX_NOTEBOOK = 50 * 1024**2  # as logreg-grade
 MAX_CODE = 1024**2  # solution code kept per submission (characters)
 CSV_COLUMNS = (
@@ -96,6 +102,7 @@ class Pair:
 class Report:
     assignment: str
     threshold: float
+    min_tokens: int = MIN_TOKENS
     compared: list[str] = field(default_factory=list)  # students whose code was compared
     starter_only: list[str] = field(default_factory=list)  # no code beyond the release's
     skipped: dict[str, str] = field(default_factory=dict)  # student -> reason
@@ -182,12 +189,16 @@ def read_notebook(course: Course, student: str, aid: str) -> dict:
 
 
 def compare(
-    codes: dict[str, str], boilerplate: str, threshold: float = THRESHOLD
+    codes: dict[str, str],
+    boilerplate: str,
+    threshold: float = THRESHOLD,
+    min_tokens: int = MIN_TOKENS,
 ) -> tuple[list[Pair], list[str]]:
     """copydetect on every pair of ``codes`` (student -> code), ``boilerplate`` excluded.
 
-    Returns the pairs with a similarity above ``threshold`` (most alike first) and the
-    students with no code of their own (everything they have is boilerplate)."""
+    Returns the pairs with a similarity above ``threshold`` that share at least ``min_tokens``
+    tokens (most alike first), and the students with no code of their own (everything they
+    have is boilerplate)."""
     from copydetect import CopyDetector
 
     with tempfile.TemporaryDirectory(prefix="logreg-similarity-") as tmp:
@@ -195,7 +206,8 @@ def compare(
         files: dict[str, str] = {}
         for i, (student, code) in enumerate(sorted(codes.items())):
             path = folder / f"{i:05d}.py"
-            path.write_text(code, encoding="utf-8")
+            # errors="replace": JSON may hold a lone surrogate, which UTF-8 cannot encode
+            path.write_text(code, encoding="utf-8", errors="replace")
             files[str(path)] = student
         (folder / "boilerplate").mkdir()
         (folder / "boilerplate" / "starter.py").write_text(boilerplate, encoding="utf-8")
@@ -218,12 +230,12 @@ def compare(
         own = {files[p] for p, data in detector.file_data.items() if p in files and data.hashes}
     pairs = []
     for sim_a, sim_b, path_a, path_b, code_a, code_b, overlap in rows:
+        if overlap < min_tokens:
+            continue
         a, b = files[path_a], files[path_b]
-        pair = Pair(a, b, float(sim_a), float(sim_b), int(overlap), code_a, code_b)
         if b < a:  # the pair in name order, whichever file copydetect tested first
-            pair = Pair(b, a, pair.similarity_b, pair.similarity_a, pair.token_overlap)
-            pair.code_a, pair.code_b = code_b, code_a
-        pairs.append(pair)
+            a, b, sim_a, sim_b, code_a, code_b = b, a, sim_b, sim_a, code_b, code_a
+        pairs.append(Pair(a, b, float(sim_a), float(sim_b), int(overlap), code_a, code_b))
     pairs.sort(key=lambda p: (-p.score, -p.token_overlap, p.student_a, p.student_b))
     return pairs, sorted(set(codes) - own)
 
@@ -236,13 +248,17 @@ def submissions(course: Course, aid: str) -> list[str]:
     return [student for _, student in todo]
 
 
-def analyse(course: Course, aid: str, threshold: float = THRESHOLD) -> Report:
+def analyse(
+    course: Course, aid: str, threshold: float = THRESHOLD, min_tokens: int = MIN_TOKENS
+) -> Report:
     """Read, extract and compare every submission of ``aid``; nothing is written."""
     if not 0 < threshold <= 1:
         raise SimilarityError(f"--threshold must be in (0, 1], got {threshold!r}")
+    if min_tokens < 0:
+        raise SimilarityError(f"--min-tokens must be 0 or more, got {min_tokens!r}")
     aid = course.assignments(aid)[0]
     ids, boilerplate = starter(course, aid)
-    report = Report(aid, threshold)
+    report = Report(aid, threshold, min_tokens)
     codes = {}
     for student in submissions(course, aid):
         try:
@@ -257,7 +273,7 @@ def analyse(course: Course, aid: str, threshold: float = THRESHOLD) -> Report:
             continue
         codes[student] = code
     report.compared = sorted(codes)
-    report.pairs, report.starter_only = compare(codes, boilerplate, threshold)
+    report.pairs, report.starter_only = compare(codes, boilerplate, threshold, min_tokens)
     try:
         roster = termmod.load(course.root).roster
     except termmod.TermError as err:
@@ -328,7 +344,8 @@ def html_text(report: Report) -> str:
         f"<title>Similarity report: {aid}</title><style>{STYLE}</style></head><body>",
         f"<h1>Similarity report: {aid}</h1>",
         f"<p>{len(report.compared)} submissions compared, {len(report.pairs)} pairs with a "
-        f"similarity above {t:.2f}. A pair's similarity is the share of each submission's "
+        f"similarity above {t:.2f} and at least {report.min_tokens} shared tokens. "
+        "A pair's similarity is the share of each submission's "
         "own solution code (after every name is replaced by one letter, the starter code "
         "left out) that the other one also has. "
         "<strong>A listed pair is a question for a person, not a finding</strong>: open it, "
@@ -415,10 +432,16 @@ def similarity_main(argv=None) -> int:
         default=THRESHOLD,
         help=f"list a pair when either similarity is above this share (default {THRESHOLD})",
     )
+    parser.add_argument(
+        "--min-tokens",
+        type=int,
+        default=MIN_TOKENS,
+        help=f"... and they share at least this many tokens (default {MIN_TOKENS})",
+    )
     args = parser.parse_args(argv)
     course = Course(args.root.resolve())
     try:
-        report = analyse(course, args.assignment, args.threshold)
+        report = analyse(course, args.assignment, args.threshold, args.min_tokens)
     except (SimilarityError, release.SourceError) as err:
         print(f"similarity: {err}", file=sys.stderr)
         return 2

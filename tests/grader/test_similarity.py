@@ -170,7 +170,8 @@ def course(tmp_path_factory) -> Course:
 
 @pytest.fixture(scope="module")
 def report(course) -> similarity.Report:
-    return similarity.analyse(course, AID, threshold=0.01)  # nearly every pair with an overlap
+    # every pair with any overlap, for the measured values
+    return similarity.analyse(course, AID, threshold=0.01, min_tokens=0)
 
 
 def scores(report) -> dict[frozenset, float]:
@@ -240,6 +241,29 @@ def test_unreadable_notebooks_are_left_out_with_a_reason(report):
     assert f"no {AID}.ipynb" in report.skipped["empty"]
 
 
+def code_of(bodies: dict[str, str]) -> str:
+    return similarity.solution_code(json.loads(nbformat.writes(fill(bodies))), list(IDS))
+
+
+def test_tiny_identical_attempts_are_not_listed():
+    """Two notebooks whose only own code is one identical line match fully, but share fewer
+    than MIN_TOKENS tokens: not listed by default (listed with min_tokens=0)."""
+    line = {"numerical_gradient": "return torch.zeros_like(x)"}
+    codes = {"a": code_of(line), "b": code_of(line)}
+    pairs, _ = similarity.compare(codes, code_of({}), min_tokens=0)
+    assert len(pairs) == 1 and pairs[0].score > 0.99
+    assert pairs[0].token_overlap < similarity.MIN_TOKENS
+    assert similarity.compare(codes, code_of({}))[0] == []
+
+
+def test_code_that_utf8_cannot_encode_is_still_compared():
+    """A lone surrogate (valid in JSON) in a solution cell neither crashes the run nor
+    hides the copy."""
+    code = code_of(reference())
+    pairs, starter_only = similarity.compare({"a": code + "# \ud800\n", "b": code}, code_of({}))
+    assert [(p.student_a, p.student_b) for p in pairs] == [("a", "b")] and not starter_only
+
+
 def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -302,6 +326,7 @@ def test_command_writes_private_reports_and_touches_no_grade(course):
         (["--assignment", "04_gradient"], "the assignments are: 04_gradients"),
         (["--assignment", AID, "--threshold", "0"], "--threshold must be in (0, 1]"),
         (["--assignment", AID, "--threshold", "1.5"], "--threshold must be in (0, 1]"),
+        (["--assignment", AID, "--min-tokens", "-1"], "--min-tokens must be 0 or more"),
     ],
 )
 def test_bad_arguments_are_named(course, capsys, args, message):
