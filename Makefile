@@ -17,6 +17,7 @@ SCHEDULER ?=
 ZIP ?=
 TIMES ?=
 PRUNE ?=
+THRESHOLD ?=
 
 .PHONY: help venv book notebooks test lint format release collect grade grades similarity bench lock clean
 
@@ -74,9 +75,9 @@ collect: $(STAMP)  ## an LMS's submissions zip into submitted/ (ZIP=file ASSIGNM
 	@test -n "$(ZIP)" -a -n "$(ASSIGNMENT)" || { echo "make collect needs ZIP=<the LMS's submissions zip> ASSIGNMENT=<id>" >&2; exit 2; }
 	$(BIN)/logreg-collect --assignment $(ASSIGNMENT) $(if $(TIMES),--times $(TIMES)) $(ZIP)
 
-similarity: $(STAMP)  ## alike solution code of ASSIGNMENT=id into reports/<id>/similarity.html and .csv
+similarity: $(STAMP)  ## alike solution code of ASSIGNMENT=id into reports/<id>/ (THRESHOLD=0.6)
 	@test -n "$(ASSIGNMENT)" || { echo "make similarity needs ASSIGNMENT=<id>" >&2; exit 2; }
-	$(BIN)/logreg-similarity --assignment $(ASSIGNMENT)
+	$(BIN)/logreg-similarity --assignment $(ASSIGNMENT) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py
