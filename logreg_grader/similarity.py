@@ -60,6 +60,7 @@ THRESHOLD = 0.6
 # notebooks whose only code is `return torch.zeros_like(x)` share 48 and match fully (1.00);
 # a copied function shares 145 or more.
 MIN_TOKENS = 60
+MAX_VIEWS = 200  # pairs shown side by side (a class copying one text has thousands)
 MAX_NOTEBOOK = 50 * 1024**2  # as logreg-grade
 MAX_CODE = 1024**2  # solution code kept per submission (characters)
 CSV_COLUMNS = (
@@ -357,13 +358,19 @@ def html_text(report: Report) -> str:
             "<th>A in B</th><th>B in A</th><th>shared tokens</th></tr>"
         )
         for i, p in enumerate(report.pairs, 1):
+            number = f'<a href="#pair-{i}">{i}</a>' if i <= MAX_VIEWS else str(i)
             out.append(
-                f'<tr><td><a href="#pair-{i}">{i}</a></td><td>{who(p.student_a)}</td>'
+                f"<tr><td>{number}</td><td>{who(p.student_a)}</td>"
                 f"<td>{who(p.student_b)}</td><td>{p.similarity_a:.0%}</td>"
                 f"<td>{p.similarity_b:.0%}</td><td>{p.token_overlap}</td></tr>"
             )
         out.append("</table>")
-        for i, p in enumerate(report.pairs, 1):
+        if len(report.pairs) > MAX_VIEWS:
+            out.append(
+                f"<p>Side by side below: the {MAX_VIEWS} most alike pairs (all "
+                f"{len(report.pairs)} are in similarity.csv).</p>"
+            )
+        for i, p in enumerate(report.pairs[:MAX_VIEWS], 1):
             out.append(
                 f'<details id="pair-{i}"><summary>{i}. {who(p.student_a)} '
                 f"({p.similarity_a:.0%}) and {who(p.student_b)} ({p.similarity_b:.0%})"

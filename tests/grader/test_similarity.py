@@ -344,3 +344,13 @@ def test_fewer_than_two_submissions(tmp_path, students):
     assert (len(report.compared), report.pairs, report.starter_only) == (students, [], [])
     assert similarity.similarity_main(["--assignment", AID, "--root", str(tmp_path)]) == 0
     assert "No pair" in (course.reports(AID) / "similarity.html").read_text(encoding="utf-8")
+
+
+def test_side_by_side_views_are_capped(report, monkeypatch):
+    """A class that copied one text has thousands of pairs: the page shows the most alike
+    side by side and lists every pair in its table (the CSV has them all)."""
+    monkeypatch.setattr(similarity, "MAX_VIEWS", 2)
+    page = similarity.html_text(report)
+    assert page.count("<details") == 2
+    assert page.count("<tr>") == len(report.pairs) + 1 > 3
+    assert f"the 2 most alike pairs (all {len(report.pairs)} are in similarity.csv)" in page
