@@ -47,18 +47,18 @@ from logreg_grader.course import Course
 # copydetect's parameters, chosen from what tests/grader/test_similarity.py measures on
 # 04_gradients: a match is a run of at least NOISE characters of name-filtered code, and
 # every run of GUARANTEE characters is found (window 1: every k-gram is kept). copydetect's
-# default, 25, misses a copy of a five-line function (0.36, below any useful threshold); 20
-# finds it (0.69) and leaves honest solutions where they were.
+# default, 25, misses a copy of the five-line logistic_gradients next to an honest
+# numerical_gradient (0.36); 20 finds it (0.69) and leaves independent solutions below 0.5.
 NOISE = 20
 GUARANTEE = 20
 # Listed when either share of a pair is above THRESHOLD. Measured on 04_gradients (k = 20):
 # three independent correct solutions 0.12-0.46 pairwise, one of the two functions copied
-# with its names changed 0.69-0.74, the whole solution renamed 1.00.
+# with its names changed 0.69-0.77, the whole solution renamed 1.00.
 THRESHOLD = 0.6
 # ... and they share at least MIN_TOKENS tokens (characters of filtered code). Every k-gram that
 # touches a submission's own code counts, so one changed line already covers about 2 k: two
 # notebooks whose only code is `return torch.zeros_like(x)` share 48 and match fully (1.00);
-# a copied function shares 145 or more.
+# a copied function shares 139 or more.
 MIN_TOKENS = 60
 MAX_VIEWS = 200  # pairs shown side by side (a class copying one text has thousands)
 MAX_NOTEBOOK = 50 * 1024**2  # as logreg-grade

@@ -354,3 +354,19 @@ def test_side_by_side_views_are_capped(report, monkeypatch):
     assert page.count("<details") == 2
     assert page.count("<tr>") == len(report.pairs) + 1 > 3
     assert f"the 2 most alike pairs (all {len(report.pairs)} are in similarity.csv)" in page
+
+
+def test_noise_threshold_finds_a_copied_short_function(monkeypatch):
+    """copydetect's default k = 25 misses a copy of the five-line logistic_gradients next to
+    an honest numerical_gradient; NOISE = 20 lists it (why similarity.py does not use 25)."""
+    ref = reference()
+    copied = {
+        "numerical_gradient": HONEST["honest-flat"]["numerical_gradient"],
+        "logistic_gradients": renamed(ref["logistic_gradients"]),
+    }
+    codes = {"copied": code_of(copied), "perfect": code_of(ref)}
+    at_20 = similarity.compare(codes, code_of({}), threshold=0.01, min_tokens=0)[0]
+    monkeypatch.setattr(similarity, "NOISE", 25)
+    monkeypatch.setattr(similarity, "GUARANTEE", 25)
+    at_25 = similarity.compare(codes, code_of({}), threshold=0.01, min_tokens=0)[0]
+    assert at_20[0].score > similarity.THRESHOLD > at_25[0].score
