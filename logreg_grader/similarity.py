@@ -21,6 +21,10 @@ they name students:
 - ``reports/<id>/similarity.html``: each pair side by side with the shared code highlighted
   (copydetect's highlighting), then the submissions left out and why.
 
+The page is this module's, not copydetect's own report, whose template loads Bootstrap from a
+CDN (a request leaving the machine each time it is opened) and prints file names unescaped;
+the side-by-side code in it is copydetect's, escaped by copydetect.
+
 It reads nothing else and writes nothing else: grades, the gradebook and ``grades.csv`` are
 never touched. A listed pair is a question for a person, not a finding. Exit status 0, or 2
 for bad arguments.
@@ -157,7 +161,10 @@ def starter(course: Course, aid: str) -> tuple[list[str], str]:
 
 
 def read_notebook(course: Course, student: str, aid: str) -> dict:
-    """A submission as JSON (never a link, at most 50 MB); raises Skipped saying why."""
+    """A submission as JSON (never a link, at most 50 MB); raises Skipped saying why.
+
+    The checks of logreg-grade's ``read_submission`` without its side effect (it writes a
+    missing timestamp.txt into submitted/, which this command must leave as it is)."""
     from logreg_grader.cli import parse_notebook
     from logreg_grader.status import Graded
 
