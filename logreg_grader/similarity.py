@@ -173,6 +173,8 @@ def read_notebook(course: Course, student: str, aid: str) -> dict:
         if path.is_symlink():
             raise Skipped(f"{path.relative_to(course.root)} is a symbolic link")
     path = course.submission(student, aid)
+    if path.is_symlink():
+        raise Skipped(f"{aid}.ipynb is a symbolic link (never followed)")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:

@@ -8,8 +8,8 @@ Submissions are the released notebook with its two solution cells filled with co
 - ``renamed``: the solution with every local variable renamed, and ``half``: honest-steps'
   numerical_gradient with the solution's logistic_gradients renamed. Both must be listed.
 - ``untouched-1..3``: the release as it is (equal to the starter code): never listed.
-- ``broken`` (not JSON), ``not-a-notebook`` (JSON without cells), ``empty`` (no notebook):
-  left out with a reason.
+- ``broken`` (not JSON), ``not-a-notebook`` (JSON without cells), ``empty`` (no notebook),
+  ``linked`` (a symbolic link to perfect's notebook): left out with a reason.
 """
 
 from __future__ import annotations
@@ -165,6 +165,10 @@ def course(tmp_path_factory) -> Course:
     submit(root, "broken", text="not json {")
     submit(root, "not-a-notebook", text=json.dumps({"cells": "none"}))
     submit(root, "empty")
+    submit(root, "linked")
+    (root / "submitted" / "linked" / AID / f"{AID}.ipynb").symlink_to(
+        root / "submitted" / "perfect" / AID / f"{AID}.ipynb"
+    )
     return Course(root)
 
 
@@ -235,7 +239,8 @@ def test_untouched_releases_match_nobody(report):
 
 
 def test_unreadable_notebooks_are_left_out_with_a_reason(report):
-    assert set(report.skipped) == {"broken", "not-a-notebook", "empty"}
+    assert set(report.skipped) == {"broken", "not-a-notebook", "empty", "linked"}
+    assert "symbolic link" in report.skipped["linked"]
     assert "not valid JSON" in report.skipped["broken"]
     assert "cells" in report.skipped["not-a-notebook"]
     assert f"no {AID}.ipynb" in report.skipped["empty"]
