@@ -18,8 +18,9 @@ ZIP ?=
 TIMES ?=
 PRUNE ?=
 PORT ?=
+THRESHOLD ?=
 
-.PHONY: help venv book notebooks test lint format release collect grade grades lab bench lock clean
+.PHONY: help venv book notebooks test lint format release collect grade grades lab similarity bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +78,10 @@ collect: $(STAMP)  ## an LMS's submissions zip into submitted/ (ZIP=file ASSIGNM
 
 lab: $(STAMP)  ## JupyterLab + formgrader on 127.0.0.1, gradebook ready, Autograde sandboxed (PORT=N)
 	$(BIN)/logreg-lab $(if $(PORT),--port $(PORT))
+
+similarity: $(STAMP)  ## alike solution code of ASSIGNMENT=id into reports/<id>/ (THRESHOLD=0.6)
+	@test -n "$(ASSIGNMENT)" || { echo "make similarity needs ASSIGNMENT=<id>" >&2; exit 2; }
+	$(BIN)/logreg-similarity --assignment $(ASSIGNMENT) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py
