@@ -12,7 +12,7 @@ Before the server starts, in the course folder:
 3. JupyterLab starts on 127.0.0.1 with a random token, its PyPI extension manager and news
    feed off (nothing leaves the machine), and this module loaded as a server extension.
 
-The extension (:func:`_load_jupyter_server_extension`) changes four of formgrader's routes:
+The extension (:func:`_load_jupyter_server_extension`) changes five of formgrader's routes:
 
 - *Autograde* runs ``logreg-grade --assignment A --student S`` (the sandboxed grader, which
   refuses to run where it cannot sandbox and says why) instead of nbgrader's autograder,
@@ -24,7 +24,9 @@ The extension (:func:`_load_jupyter_server_extension`) changes four of formgrade
   leak checks;
 - the submission page (manual grading) loads MathJax 3 from this server (the copy the book
   uses, from sphinx-mathjax-offline, at ``/logreg-lab/mathjax/``) instead of nbconvert's
-  default, MathJax 2 from a CDN.
+  default, MathJax 2 from a CDN;
+- the list of an assignment's submissions tells to run ``make grade``, not
+  ``nbgrader autograde`` (unsandboxed), to grade them all.
 
 It also gives the login cookie that a ``?token=`` link to formgrader sets the server's base
 path (formgrader's pages report the base URL without its slash, so the cookie stayed on the
@@ -220,6 +222,26 @@ MATHJAX_MACRO = r"""{%- macro mathjax(url=None) -%}
 """
 
 
+SUBMISSIONS = "logreg_manage_submissions.tpl"
+SUBMISSIONS_TPL = """{%- extends 'manage_submissions.tpl' -%}
+{%- block messages -%}
+<div class="panel panel-default">
+  <div class="panel-body">
+    <p>
+      The <span class="glyphicon glyphicon-flash"></span> icon grades one submission with the
+      course's sandboxed grader (<code>make grade ASSIGNMENT=... STUDENT=...</code>) and
+      <span class="glyphicon glyphicon-comment"></span> rewrites the feedback pages
+      (<code>make grades</code>). To grade every new submission, run in the course folder:
+    </p>
+    <pre>cd "{{ course_dir }}"
+sudo make grade ASSIGNMENT={{ assignment_id }}</pre>
+    <p>Not <code>nbgrader autograde</code>: it would run the students' code unsandboxed.</p>
+  </div>
+</div>
+{%- endblock -%}
+"""
+
+
 def mathjax_dir() -> Path:
     """MathJax 3 as sphinx-mathjax-offline ships it (the book serves the same files)."""
     spec = importlib.util.find_spec("sphinx-mathjax-offline")
@@ -229,7 +251,7 @@ def mathjax_dir() -> Path:
 
 
 def _handlers(base_url: str):
-    from jinja2 import DictLoader
+    from jinja2 import ChoiceLoader, DictLoader
     from jupyter_server.utils import url_path_join
     from nbconvert.exporters import HTMLExporter
     from nbgrader.server_extensions.formgrader import apihandlers, handlers
@@ -289,8 +311,23 @@ def _handlers(base_url: str):
             )
             self.write(json.dumps(reply))
 
+    class Submissions(handlers.ManageSubmissionsHandler):
+        """formgrader's list of an assignment's submissions, whose instructions name the
+        course's commands instead of ``nbgrader autograde`` (unsandboxed)."""
+
+        def render(self, name, **ns):
+            if name == "manage_submissions.tpl":
+                env = self.settings.get("logreg_lab_jinja2_env")
+                if env is None:
+                    base = self.settings["nbgrader_jinja2_env"]
+                    loader = ChoiceLoader([DictLoader({SUBMISSIONS: SUBMISSIONS_TPL}), base.loader])
+                    env = self.settings["logreg_lab_jinja2_env"] = base.overlay(loader=loader)
+                return env.get_template(SUBMISSIONS).render(**ns)
+            return super().render(name, **ns)
+
     api = r"/formgrader/api/assignment/([^/]+)"
     return [
+        (url_path_join(base_url, r"/formgrader/manage_submissions/([^/]+)/?"), Submissions),
         (url_path_join(base_url, api + "/assign"), Release),
         (url_path_join(base_url, api + "/generate_feedback"), Feedback),
         (url_path_join(base_url, api + "/([^/]+)/generate_feedback"), Feedback),

@@ -249,10 +249,13 @@ def test_formgrader_lists_the_graded_submissions_as_autograded_offline(lab, brow
         url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
         watched.page.goto(url, wait_until="networkidle")
         rows = _rows(watched.page)
+        instructions = watched.page.inner_text("body")
         watched.page.screenshot(path=str(lab["root"] / "manage_submissions.png"))
         watched.check()
     finally:
         watched.close()
+    assert f"sudo make grade ASSIGNMENT={AID}" in instructions, instructions
+    assert f'nbgrader autograde "{AID}"' not in instructions, instructions  # nbgrader's advice
     assert set(rows) == {"ann", "bob"}, rows
     for row in rows.values():
         assert row["status"] in ("needs manual grading", "graded"), row
