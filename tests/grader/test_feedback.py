@@ -483,3 +483,19 @@ def test_the_exchange_student_fetches_the_page_with_nbgrader(term_class):
     assert "returned through nbgrader's exchange: 1" in term_class["export"].stdout
     assert term_class["fetched"] == [_page(root, "nobody").encode()], term_class["fetch"].stdout
     assert not (root / "feedback" / "ann" / AID / feedback.SECRET).exists()  # by hand: no
+
+
+def test_private_files_and_every_folder_above_them_from_the_start(tmp_path):
+    from logreg_grader.course import Course
+
+    course = Course(tmp_path)
+    old = os.umask(0o022)
+    try:
+        course.write_private(course.feedback("ann", AID), "page")
+        course.write_private(course.feedback("ann", AID), "page again")
+    finally:
+        os.umask(old)
+    target = course.feedback("ann", AID)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "page again"
+    for folder in (tmp_path / "feedback", target.parent.parent, target.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
