@@ -384,18 +384,18 @@ def run(args) -> int:
 
     course = Course(args.root.resolve())
     local = args.scheduler is None  # else the scheduler's workers sandbox (each checks itself)
-    try:  # the arguments first: a typo is named (with the valid ids) wherever this runs
-        available = course.assignments(args.assignment)
-        term.load(course.root)  # course.toml and the roster: an error stops before grading
-    except (release.SourceError, term.TermError) as err:
-        print(f"grade: {err}", file=sys.stderr)
-        return 2
     try:  # before anything touches the course
         if local:
             sandbox.preflight()
             sandbox.Exposure.for_this_interpreter("logreg_lessons", "logreg_grader")
     except sandbox.SandboxUnavailable as err:
         print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+        return 2
+    try:
+        available = course.assignments(args.assignment)
+        term.load(course.root)  # course.toml and the roster: an error stops before grading
+    except (release.SourceError, term.TermError) as err:
+        print(f"grade: {err}", file=sys.stderr)
         return 2
     release.prepare_environment()
     course.make_private()
