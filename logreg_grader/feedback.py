@@ -131,7 +131,10 @@ td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: t
 code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 pre, .text { white-space: pre-wrap; overflow-wrap: anywhere; margin: .2rem 0 0;
              font: .88rem/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.answer { border-left: 3px solid #c8d1dc; padding: .3rem .8rem; background: #fafbfc; }
+.answer { border-left: 3px solid #c8d1dc; padding: .3rem .8rem; background: #fafbfc;
+          white-space: pre-wrap; overflow-wrap: anywhere; }
+#tests col.test { width: 38%; } #tests col.pts { width: 6.5rem; }
+.who { display: block; font-size: .8rem; font-weight: 600; color: #0969da; }
 .comment { border-left: 3px solid #0969da; padding: .3rem .8rem; margin-top: .5rem;
            background: #f3f8ff; white-space: pre-wrap; overflow-wrap: anywhere; }
 small { color: #555; }
@@ -145,6 +148,11 @@ def _e(text) -> str:
     return html.escape(str(text))
 
 
+def _pts(text: str) -> str:
+    """``text`` (a number of points as grades.csv shows it) with its unit."""
+    return f"{text} point" if text == "1" else f"{text} points"
+
+
 def page(row: Row, master: Master | None = None, when: datetime.datetime | None = None) -> str:
     """The HTML feedback of one submission, from its record (see the module docstring)."""
     hide = master.strip_hidden if master is not None else str
@@ -155,7 +163,7 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
     tests = [c for c in row.cells if c.kind == "code"]
     answers = [c for c in row.cells if c.kind != "code"]
     who = f"{row.name} ({row.student})" if row.name else row.student
-    from logreg_grader.report import fmt
+    from logreg_grader.report import NEEDS_GRADING, fmt
 
     top_auto = fmt(sum(c.points for c in tests))
     top_written = fmt(sum(c.points for c in answers))
@@ -173,7 +181,8 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
         + f" &middot; written {when.strftime('%Y-%m-%d %H:%M UTC')}</p>",
         '<div id="grade" class="box">',
         f'<p class="total">Total: <strong id="score">{_e(shown["score"])}</strong> / '
-        f'<span id="max_score">{_e(shown["max_score"])}</span> points</p>',
+        f'<span id="max_score">{_e(shown["max_score"])}</span> '
+        f"{'point' if shown['max_score'] == '1' else 'points'}</p>",
         '<table class="breakdown">',
         f'<tr><td>Autograded tests</td><td class="num" id="autograded">{_e(shown["autograded"])}'
         f"</td><td>of {_e(top_auto)}</td></tr>",
@@ -192,8 +201,11 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
         )
     parts.append("</table>")
     parts.append(f"<p>Status: <code>{_e(row.status)}</code></p>")
-    if row.reason:
-        parts.append(f"<p><small>{_e(hide(row.reason))}</small></p>")
+    # The reason without what the table above says already (the lateness, answers to grade).
+    said = (row.late_note, NEEDS_GRADING)
+    reason = "; ".join(p for p in row.reason.split("; ") if p not in said)
+    if reason:
+        parts.append(f"<p><small>{_e(hide(reason))}</small></p>")
     parts.append("</div>")
     if found.cell_errors:
         parts.append("<h2>Cells of yours that raised an error</h2><ul>")
@@ -203,7 +215,8 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
         ]
         parts.append("</ul>")
     parts.append(
-        '<h2>Tests</h2><table id="tests"><tr><th>test</th><th class="num">points</th>'
+        '<h2>Tests</h2><table id="tests"><colgroup><col class="test"><col class="pts">'
+        '<col></colgroup><tr><th>test</th><th class="num">points</th>'
         "<th>what to look at</th></tr>"
     )
     for c in tests:
@@ -223,24 +236,28 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
         for c in answers:
             text = found.answers.get(c.grade_id)
             if c.needs_grading or c.score is None:
-                mark = f'<span class="wait">not graded yet</span> ({_e(fmt(c.points))} points)'
+                mark = f'<span class="wait">not graded yet</span> ({_e(_pts(fmt(c.points)))})'
             else:
-                mark = f"{_e(fmt(c.score))} / {_e(fmt(c.points))} points"
+                mark = f"{_e(fmt(c.score))} / {_e(_pts(fmt(c.points)))}"
             parts.append(f"<h3><code>{_e(c.grade_id)}</code>: {mark}</h3>")
             parts.append(
-                f'<div class="answer text">{_e(hide(text))}</div>'
+                f'<div class="answer">{_e(hide(text))}</div>'
                 if text and text.strip()
                 else "<p><small>(no answer found in your notebook)</small></p>"
             )
             if c.comment:
-                parts.append(f'<div class="comment">{_e(hide(c.comment))}</div>')
+                parts.append(
+                    '<div class="comment"><span class="who">Your instructor</span>'
+                    f"{_e(hide(c.comment))}</div>"
+                )
         parts.append("</div>")
     others = [c for c in row.comments if c[0] not in {a.grade_id for a in answers}]
     if others:
         parts.append("<h2>Comments on your code</h2>")
         for gid, comment in others:
             parts.append(
-                f'<h3><code>{_e(gid)}</code></h3><div class="comment">{_e(hide(comment))}</div>'
+                f'<h3><code>{_e(gid)}</code></h3><div class="comment">'
+                f'<span class="who">Your instructor</span>{_e(hide(comment))}</div>'
             )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

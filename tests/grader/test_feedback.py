@@ -120,7 +120,7 @@ def test_the_page_shows_the_numbers_of_its_grades_csv_row():
     assert "Total: 0.25 / 3 points" in text
     assert "10 h 1 min late: -10% of 3 points = -0.25" in text
     assert "Feedback for Ann <Lee> (ann)" in text and "due 2025-03-14 23:59 +0100" in text
-    assert "q1: 0.5 / 1 points" in text and "Why <1?" in text  # the instructor's comment
+    assert "q1: 0.5 / 1 point" in text and "Why <1?" in text  # the instructor's comment
     assert "Comments on your code" in text and "Nice & short." in text
     assert "sigmoid(1000) is nan" in text and "sigmoid is finite at the extremes." in text
 
@@ -152,7 +152,7 @@ def test_an_ungraded_answer_says_so_and_a_missing_one_too():
     row.cells[1] = report.CellGrade("q1", "markdown", 1.0, 0.0, needs_grading=True)
     row.findings.answers = {}
     text = _text(feedback.page(row, master))
-    assert "q1: not graded yet (1 points)" in text
+    assert "q1: not graded yet (1 point)" in text
     assert "1 of 1 not graded yet" in text and "(no answer found in your notebook)" in text
 
 
@@ -451,9 +451,9 @@ def test_manual_points_and_comments_appear_without_regrading(term_class):
     before = _text(term_class["first"]["ann"])
     assert "not graded yet" in before and "Right: the information" not in before
     ann, nobody = _text(_page(root, "ann")), _text(_page(root, "nobody"))
-    assert "q_log_of_sigmoid: 1 / 1 points" in ann and ANN_COMMENT in ann
-    assert "q_max_shift: 0.5 / 1 points" in nobody and NOBODY_COMMENT in nobody
-    assert "q_log_of_sigmoid: not graded yet (1 points)" in nobody
+    assert "q_log_of_sigmoid: 1 / 1 point" in ann and ANN_COMMENT in ann
+    assert "q_max_shift: 0.5 / 1 point" in nobody and NOBODY_COMMENT in nobody
+    assert "q_log_of_sigmoid: not graded yet (1 point)" in nobody
     assert "2 pages" in term_class["export"].stdout
     assert term_class["seconds"] < 30, f"make grades took {term_class['seconds']:.1f} s"
 
