@@ -465,7 +465,8 @@ def write_canvas(course: Course, result: Export, term: termmod.Term) -> bool:
 
 
 def export(course: Course, prune: bool = False) -> list[dict]:
-    """Write grades.csv, grades-canvas.csv and the plots from the gradebook; the rows."""
+    """Write grades.csv, grades-canvas.csv, the plots and the feedback pages from the
+    gradebook; the rows."""
     result = export_all(course, prune=prune)
     return result.rows
 
