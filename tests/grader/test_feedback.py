@@ -147,6 +147,25 @@ def test_no_hidden_test_line_anywhere_and_the_leak_check_finds_one():
     assert feedback.leaks(leaky, master) == [HIDDEN]
 
 
+def test_a_page_that_would_show_a_hidden_test_is_not_written(tmp_path, monkeypatch):
+    from logreg_grader.course import Course
+
+    row, master = _row()
+    course = Course(tmp_path)
+    course.write_private(course.master("02"), master.text)
+    done = report.Export(records=[row])
+    written = feedback.write_all(course, done)
+    assert written.pages == 1 and written.leaked == []
+    page = feedback.page
+    monkeypatch.setattr(feedback, "page", lambda r, m: page(r, m) + html.escape(HIDDEN))
+    course.feedback("ann", "02").unlink()
+    written = feedback.write_all(course, done)
+    assert written.pages == 0 and written.leaked and "ann/02" in written.leaked[0]
+    assert not course.feedback("ann", "02").exists()
+    summary = report.summary(course, report.Export(feedback=written), [], [], 0)
+    assert "feedback pages NOT written: they would show a hidden test" in summary
+
+
 def test_an_ungraded_answer_says_so_and_a_missing_one_too():
     row, master = _row()
     row.cells[1] = report.CellGrade("q1", "markdown", 1.0, 0.0, needs_grading=True)
