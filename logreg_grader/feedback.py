@@ -190,6 +190,8 @@ def page(row: Row, master: Master | None = None, when: datetime.datetime | None 
     if answers:
         pending = sum(c.needs_grading for c in answers)
         note = f"{pending} of {len(answers)} not graded yet" if pending else "graded by hand"
+        if row.status.startswith("failed"):
+            note = "the notebook could not be graded"
         parts.append(
             f'<tr><td>Written answers</td><td class="num" id="written">{_e(shown["written"])}'
             f"</td><td>of {_e(top_written)} ({_e(note)})</td></tr>"
