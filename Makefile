@@ -17,8 +17,9 @@ SCHEDULER ?=
 ZIP ?=
 TIMES ?=
 PRUNE ?=
+THRESHOLD ?=
 
-.PHONY: help venv book notebooks test lint format release collect grade grades bench lock clean
+.PHONY: help venv book notebooks test lint format release collect grade grades similarity bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,6 +74,10 @@ grades: $(STAMP)  ## rebuild grades.csv, grades-canvas.csv, plots, summary from 
 collect: $(STAMP)  ## an LMS's submissions zip into submitted/ (ZIP=file ASSIGNMENT=id [TIMES=csv])
 	@test -n "$(ZIP)" -a -n "$(ASSIGNMENT)" || { echo "make collect needs ZIP=<the LMS's submissions zip> ASSIGNMENT=<id>" >&2; exit 2; }
 	$(BIN)/logreg-collect --assignment $(ASSIGNMENT) $(if $(TIMES),--times $(TIMES)) $(ZIP)
+
+similarity: $(STAMP)  ## alike solution code of ASSIGNMENT=id into reports/<id>/ (THRESHOLD=0.6)
+	@test -n "$(ASSIGNMENT)" || { echo "make similarity needs ASSIGNMENT=<id>" >&2; exit 2; }
+	$(BIN)/logreg-similarity --assignment $(ASSIGNMENT) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 bench: $(STAMP)  ## measure costs against their floors into benchmarks/results.md
 	$(PY) benchmarks/run.py

@@ -12,6 +12,7 @@ python benchmarks/_child.py execute NOTEBOOK
     floor of the grading figures. Exit 1 if a cell raises.
 """
 
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,18 @@ def run(result_path: str, timeout: float, command: list[str]) -> int:
     start = time.perf_counter()
     # A new session: on a timeout the whole group (the command and its kernels) is stopped.
     proc = subprocess.Popen(command, start_new_session=True)
+
+    def stop(signum, frame):  # the bench was stopped: so is the command's whole group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     timed_out = False
     try:
         returncode = proc.wait(timeout=timeout)

@@ -119,15 +119,22 @@ def run_measured(
             out.write("$ " + " ".join(map(str, command)) + "\n")
             out.flush()
             wrapper = [sys.executable, str(CHILD), "run", str(result_path), str(timeout), "--"]
-            subprocess.run(
+            proc = subprocess.Popen(
                 wrapper + [str(c) for c in command],
                 cwd=cwd,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                check=True,
             )
+            try:
+                returncode = proc.wait()
+            except BaseException:  # stopped (SIGTERM, Ctrl-C): the wrapper stops its command
+                proc.terminate()
+                proc.wait()
+                raise
+            if returncode:
+                raise subprocess.CalledProcessError(returncode, proc.args)
         return Measured(**json.loads(result_path.read_text(encoding="utf-8")))
     finally:
         result_path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ Layout, relative to the course root::
     autograded/<student>/<id>/<id>.ipynb what ran, for formgrader      (private, 0700)
     feedback/<student>/<id>/<id>.html    the student's feedback page    (private, 0700)
     gradebook/gradebook.db               nbgrader's gradebook           (private, 0700)
+    reports/<id>/similarity.{csv,html}   alike submissions (similarity.py, private, 0700)
     grades.csv, grades-canvas.csv        the exports (report.py), with _build/grades/
 """
 
@@ -54,6 +55,10 @@ class Course:
 
     def feedback(self, student: str, aid: str) -> Path:
         return self.root / "feedback" / student / aid / f"{aid}.html"
+
+    def reports(self, aid: str) -> Path:
+        """The instructor's reports on one assignment (they name students: private)."""
+        return self.root / "reports" / aid
 
     def collected(self, student: str, aid: str) -> dict:
         """What logreg-collect recorded about a submission (collected.json; {} if none)."""

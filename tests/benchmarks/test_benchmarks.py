@@ -8,9 +8,11 @@ grading section itself runs for real only in the slow smoke test at the end.
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -537,3 +539,37 @@ def test_throughput_is_measured_between_the_first_and_the_last_result():
     assert math.isclose(throughput.ratio, 0.3) and throughput.verdict == "met"  # 3.3x
     two.timings = [{"arrivals": [0.0, 1.0]}]  # too few results to time: no figure value
     assert two.steady == []
+
+
+def test_a_stopped_bench_stops_the_command_it_was_measuring(tmp_path):
+    """SIGTERM to the bench reaches the measured command's own session through the wrapper:
+    nothing it started keeps running (a grader left behind would load the next figures)."""
+    pidfile = tmp_path / "pid"
+    sleeper = f"import os,time; open({str(pidfile)!r},'w').write(str(os.getpid())); time.sleep(60)"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "import signal\n"
+        "from benchmarks._timing import run_measured, tool_env\n"
+        "from benchmarks.run import _stop\n"
+        "signal.signal(signal.SIGTERM, _stop)  # as the bench's main does\n"
+        "run_measured([sys.executable, '-c', sys.argv[2]], cwd=Path(sys.argv[3]),"
+        " env=tool_env(), log=Path(sys.argv[3]) / 'log')\n"
+    )
+    bench = subprocess.Popen([sys.executable, "-c", script, str(ROOT), sleeper, str(tmp_path)])
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    bench.terminate()
+    bench.wait(timeout=20)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the measured command outlived the stopped bench")
