@@ -6,11 +6,17 @@ Layout, relative to the folder of this file (the course root):
     solutions/<id>/<id>.ipynb   written by logreg-release / logreg-grade (git-ignored)
     exercises/<id>/<id>.ipynb   the students' notebooks (committed; `make release`)
     submitted/<student>/<id>/   what students hand in (git-ignored)
-    autograded/, feedback/      written by `make grade` (git-ignored)
+    autograded/, feedback/      written by `make grade` and `make grades` (git-ignored)
     gradebook/gradebook.db      nbgrader's SQLite gradebook (git-ignored)
 
-The exchange (nbgrader's multi-user release/collect service) is not used: students download
-the notebook from the book and hand it in by any means; the instructor puts it in submitted/.
+nbgrader's exchange (its release/fetch/submit/collect service on a shared machine or
+JupyterHub) is optional. Without it, students download the notebook from the book and hand it
+in by any means (an LMS: `make collect`); the instructor puts it in submitted/, and returns
+feedback/<student>/<id>/<id>.html through the LMS. With it, set the exchange folder below
+(`c.Exchange.root = "/srv/nbgrader/exchange"`, for you and your students): students run
+`nbgrader fetch_assignment` and `nbgrader submit`, you `nbgrader collect`, and `make grade` and
+`make grades` return each page of a submission that came through the exchange to it, where the
+student gets it with `nbgrader fetch_feedback <id> --course logreg-lessons`.
 """
 
 import os
@@ -40,6 +46,8 @@ c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
+# nbgrader's exchange, if the course uses one (see above); unset, nothing is returned through it.
+# c.Exchange.root = "/srv/nbgrader/exchange"
 # Text sources (and anything else that is not a notebook) never reach exercises/ or autograded/.
 c.CourseDirectory.ignore = [
     ".ipynb_checkpoints",

@@ -10,8 +10,9 @@
    fork server (``--jobs 1``), or on Dask (logreg_grader.cluster): a local cluster of
    ``--jobs`` workers, or the workers of ``--scheduler``, each with its own fork server. This
    process is the one writer: it records each result as it arrives (its autograded notebook
-   and feedback page, then its gradebook row in one transaction);
-4. writes grades.csv, the score plots and the summary once, at the end.
+   and what its feedback needs, then its gradebook row in one transaction);
+4. writes grades.csv, the score plots, every feedback page (from the gradebook, as
+   ``logreg-grades`` does) and the summary once, at the end.
 
 Ctrl-C or SIGTERM stops every worker and student process, keeps what was recorded, and
 prints one line. Exit status: 0; 1 if a feedback page would show a hidden test; 2 for bad
@@ -220,7 +221,7 @@ class Worker:
             ]
         g.settle()
         g.seconds = time.perf_counter() - start
-        g.feedback = feedback.page(g, master)
+        g.feedback = feedback.findings(g, master, nb).to_json()  # the page is written at export
         return g.to_dict()
 
     def probe(self, root: Path) -> None:
@@ -497,7 +498,7 @@ def run(args) -> int:
         t["total"] = time.perf_counter() - _T0
         t["per_submission"] = {f"{g.assignment}/{g.student}": g.seconds for g in results}
         args.timings.write_text(json.dumps(t, indent=1, sort_keys=True), encoding="utf-8")
-    return 0
+    return 1 if done.feedback and done.feedback.leaked else 0
 
 
 def _grade_all(args, masters, tasks):
@@ -560,14 +561,16 @@ def _finish_failed(masters, graded: Graded) -> Graded:
         TestResult(t.grade_id, t.points, 0.0, "not run: " + graded.reason)
         for t in master.tests.values()
     ]
-    graded.feedback = feedback.page(graded, master)
+    graded.feedback = feedback.findings(graded, master).to_json()
     return graded
 
 
 def _store(course: Course, gb, graded: Graded) -> None:
-    """Record one result: autograded notebook, feedback, then its gradebook row (one
-    transaction). Killed in between, the next run finds no row and grades it again."""
-    from logreg_grader import gradebook
+    """Record one result: autograded notebook, what its feedback page needs (the findings,
+    logreg_grader.feedback), then its gradebook row (one transaction). Killed in between, the
+    next run finds no row and grades it again. The pages are written by the export, from the
+    gradebook (report.export_all), at the end of the run and by ``make grades``."""
+    from logreg_grader import feedback, gradebook
 
     if graded.autograded:
         course.write_private(
@@ -577,7 +580,8 @@ def _store(course: Course, gb, graded: Graded) -> None:
             stamp = course.autograded(graded.student, graded.assignment).parent / "timestamp.txt"
             course.write_private(stamp, graded.timestamp)
     if graded.feedback:
-        course.write_private(course.feedback(graded.student, graded.assignment), graded.feedback)
+        path = feedback.findings_path(course, graded.student, graded.assignment)
+        course.write_private(path, graded.feedback)
     gradebook.record(gb, graded)
 
 

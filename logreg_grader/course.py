@@ -126,10 +126,20 @@ class Course:
             os.chmod(path, 0o700)
 
     def write_private(self, path: Path, text: str) -> None:
-        """Write atomically, creating parents readable by the owner only."""
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Write atomically, as a file (0600) in folders (0700) of the owner only: every
+        missing parent is made 0700 too (``mkdir(parents=True)`` gives them the umask's)."""
+        missing = []
+        parent = path.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)  # an older temporary file keeps its mode through O_TRUNC
         os.replace(tmp, path)
 
     @contextlib.contextmanager

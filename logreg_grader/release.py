@@ -36,6 +36,18 @@ from logreg_grader.course import Course
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = (*(m.lstrip("# ") for m in nbm.MARKERS), "BEGIN MARK SCHEME")
 FLAGS = ("grade", "solution", "locked", "task")
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+# Cell metadata of JupyterLab's view (and of nbgrader's release: it locks cells itself).
+VIEW_METADATA = (
+    "collapsed",
+    "scrolled",
+    "jp-MarkdownHeadingCollapsed",
+    "editable",
+    "deletable",
+    "trusted",
+    "execution",
+    "ExecuteTime",
+)
 
 
 class SourceError(Exception):
@@ -80,13 +92,17 @@ def source_notebook(md_path: Path):
     where = md_path.as_posix()
     if _has_formats(nb.metadata) or any(_has_formats(c.metadata) for c in nb.cells):
         raise SourceError(f"{where}: remove the jupytext 'formats' (pairing) metadata")
+    # What JupyterLab writes on saving (through jupytext) is not the source's content: the
+    # running kernel's kernelspec, language_info, and view state of cells. The master and the
+    # release keep the course's own, so a save from JupyterLab leaves exercises/ unchanged.
     nb.metadata.pop("jupytext", None)
-    nb.metadata.setdefault(
-        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
-    )
+    nb.metadata.pop("language_info", None)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.nbformat, nb.nbformat_minor = 4, 5
     seen: dict[str, int] = {}
     for index, cell in enumerate(nb.cells):
+        for key in VIEW_METADATA:
+            cell.metadata.pop(key, None)
         meta = cell.metadata.get("nbgrader")
         label = f"{where}: cell {index}"
         if meta is None:

@@ -1,9 +1,12 @@
-"""What the instructor reads: grades.csv, grades-canvas.csv, two plots per assignment, a summary.
+"""What the instructor and the students read: grades.csv, grades-canvas.csv, two plots per
+assignment, the feedback pages and a summary.
 
-Everything is rebuilt from the gradebook (manual grades included) and course.toml (roster, due
-dates, late policy), never by running a notebook: ``make grade`` calls :func:`export` at the end
-of a run, and ``make grades`` (``logreg-grades``, :func:`grades_main`) calls it alone, in
-seconds.
+Everything is rebuilt from the gradebook (manual grades and comments included) and course.toml
+(roster, due dates, late policy), never by running a notebook: ``make grade`` calls
+:func:`export_all` at the end of a run, and ``make grades`` (``logreg-grades``,
+:func:`grades_main`) calls it alone, in seconds. Each student and assignment is one
+:class:`Row`: its :meth:`Row.csv` is the row of grades.csv and logreg_grader.feedback.page
+renders the same record, so the page and grades.csv cannot disagree.
 
 grades.csv has one row per student and assignment: every roster student for every assignment
 (``missing`` when nothing came in), and every graded submission. A submission whose folder was
@@ -21,6 +24,7 @@ import datetime as dt
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from logreg_grader import term as termmod
 from logreg_grader.course import Course
+from logreg_grader.feedback import Findings, Written, read_findings
 
 FIXED = (
     "student",
@@ -58,17 +63,82 @@ class Cell:
 
 
 @dataclass
+class CellGrade:
+    """One graded cell of one submission, as the gradebook holds it."""
+
+    grade_id: str
+    kind: str  # "code" (an autograded test) or "markdown" (a written answer)
+    points: float
+    score: float | None = None  # None: no grade recorded (nothing handed in)
+    manual: bool = False  # the instructor's score (formgrader) counts, not the autograder's
+    needs_grading: bool = False  # a written answer nobody has graded yet
+    comment: str = ""  # the instructor's comment on this cell
+
+
+@dataclass
+class Row:
+    """One student's result on one assignment: the one record behind their row of grades.csv
+    (:meth:`csv`) and their feedback page (logreg_grader.feedback.page)."""
+
+    student: str
+    assignment: str
+    name: str = ""
+    email: str = ""
+    status: str = ""
+    score: float = 0.0  # autograded + written - late_penalty
+    max_score: float = 0.0
+    autograded: float = 0.0
+    written: float = 0.0
+    late_penalty: float = 0.0
+    days_late: int | None = None  # started days; None for a missing submission
+    submitted: str = ""  # the submission's time in the course's time zone
+    due: str = ""  # the student's due date, likewise
+    reason: str = ""
+    late_note: str = ""  # what the lateness cost, as the reason says it
+    cells: list[CellGrade] = field(default_factory=list)  # notebook order
+    comments: list[tuple[str, str]] = field(default_factory=list)  # (cell, comment), any cell
+    graded_here: bool = False  # graded from this course folder
+    findings: Findings | None = None  # what grading found (messages, answers), when kept here
+
+    def csv(self) -> dict[str, str]:
+        """The row of grades.csv: FIXED, then ``<id>:<grade_id>`` of every graded cell."""
+        out = {
+            "student": self.student,
+            "assignment": self.assignment,
+            "name": self.name,
+            "email": self.email,
+            "status": self.status,
+            "score": fmt(self.score),
+            "max_score": fmt(self.max_score),
+            "autograded": fmt(self.autograded),
+            "written": fmt(self.written),
+            "late_penalty": fmt(self.late_penalty),
+            "days_late": "" if self.days_late is None else str(self.days_late),
+            "submitted": self.submitted,
+            "due": self.due,
+            "reason": self.reason,
+        }
+        for c in self.cells:
+            if c.score is not None:
+                out[f"{self.assignment}:{c.grade_id}"] = fmt(c.score)
+        return out
+
+
+@dataclass
 class Export:
     """What one export found: the rows, the cells per assignment and what to mention."""
 
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # grades.csv's rows (Row.csv of records)
     cells: dict[str, list[Cell]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)  # "student/aid" left out (folder gone)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    records: list[Row] = field(default_factory=list)
+    feedback: Written | None = None  # the feedback pages written from the records
 
 
-def _num(x: float) -> str:
+def fmt(x: float) -> str:
+    """A number of points as grades.csv and the feedback page show it."""
     return f"{round(x, 2):g}"
 
 
@@ -102,9 +172,11 @@ def _master_cells(course: Course, aid: str) -> list[Cell] | None:
 
 
 def gather(course: Course, term: termmod.Term | None = None, prune: bool = False) -> Export:
-    """Read the gradebook once (four queries) and build every row of grades.csv."""
+    """Read the gradebook once (five queries) and build every record (row of grades.csv)."""
     from nbgrader.api import (
         Assignment,
+        BaseCell,
+        Comment,
         Grade,
         Gradebook,
         GradeCell,
@@ -136,7 +208,7 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
                 Assignment.name, SubmittedAssignment.student_id, SubmittedAssignment.timestamp
             ).join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
         }
-        grades: dict[tuple[str, str], dict[str, tuple[float, bool]]] = {}
+        grades: dict[tuple[str, str], dict[str, tuple[float, bool, bool]]] = {}
         for aid, student, gid, auto, manual, extra, needs in (
             gb.db.query(
                 Assignment.name,
@@ -154,7 +226,28 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
             .join(GradeCell, Grade.cell_id == GradeCell.id)
         ):
             score = (manual if manual is not None else auto or 0.0) + (extra or 0.0)
-            grades.setdefault((aid, student), {})[gid] = (float(score), bool(needs))
+            grades.setdefault((aid, student), {})[gid] = (
+                float(score),
+                bool(needs),
+                manual is not None,
+            )
+        comments: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for aid, student, cell, text in (
+            gb.db.query(
+                Assignment.name,
+                SubmittedAssignment.student_id,
+                BaseCell.name,
+                Comment.manual_comment,
+            )
+            .select_from(Comment)
+            .join(SubmittedNotebook, Comment.notebook_id == SubmittedNotebook.id)
+            .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .join(BaseCell, Comment.cell_id == BaseCell.id)
+            .filter(Comment.manual_comment.isnot(None))
+        ):
+            if str(text).strip():
+                comments.setdefault((aid, student), []).append((str(cell), str(text).strip()))
         # A submission graded here whose folder is gone was removed by the instructor.
         here = course.origin
         for key in sorted(subs):
@@ -165,8 +258,8 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
                 if prune:
                     gradebook.forget(gb, aid, student)
                     for path in (course.autograded(student, aid), course.feedback(student, aid)):
-                        for p in (path, path.parent / "timestamp.txt"):
-                            p.unlink(missing_ok=True)
+                        if path.parent.is_dir() and not path.parent.is_symlink():
+                            shutil.rmtree(path.parent)  # the notebook, page, results, times
         if term.roster:
             _sync_roster(gb, term)
         _sync_due_dates(gb, term, set(registered))
@@ -196,43 +289,51 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
         students = [s for a, s in subs if a == aid]
         students = list(term.roster) + sorted(set(students) - set(term.roster))
         for student in students:
-            out.rows.append(
-                _row(course, term, aid, student, out.cells[aid], subs, grades, status, now)
-            )
+            record = _row(course, term, aid, student, out.cells[aid], subs, grades, status, now)
+            record.comments = comments.get((aid, student), [])
+            by_cell = dict(record.comments)
+            for c in record.cells:
+                c.comment = by_cell.get(c.grade_id, "")
+            out.records.append(record)
+            out.rows.append(record.csv())
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _row(course, term, aid, student, cells, subs, grades, status, now) -> dict:
+def _row(course, term, aid, student, cells, subs, grades, status, now) -> Row:
     person = term.roster.get(student)
     top = sum(c.points for c in cells)
     due = term.due_for(student, aid)
-    row = dict.fromkeys(FIXED, "")
-    row.update(
+    row = Row(
         student=student,
         assignment=aid,
         name=person.name if person else "",
         email=person.email if person else "",
-        max_score=_num(top),
+        max_score=top,
         due=term.local(due) if due else "",
+        cells=[CellGrade(c.grade_id, c.kind, c.points) for c in cells],
     )
     reasons: list[str] = []
     if term.roster and person is None:
         reasons.append("not on the roster")
     if (aid, student) not in subs:
-        row.update(status=MISSING, score="0", autograded="0", written="0", late_penalty="0")
+        row.status = MISSING
         if due and due > now:
             reasons.append(f"not submitted yet (due {term.local(due)})")
         else:
             reasons.append("no submission")
-        row["reason"] = "; ".join(reasons)
+        row.reason = "; ".join(reasons)
         return row
     info = status.get((aid, student), {})
     state = info.get("status") or "ok"
     failed = state.startswith("failed")
     mine = grades.get((aid, student), {})
-    auto = sum(mine.get(c.grade_id, (0.0, False))[0] for c in cells if c.kind == "code")
-    written = sum(mine.get(c.grade_id, (0.0, False))[0] for c in cells if c.kind != "code")
+    for c in row.cells:
+        if c.grade_id in mine:
+            c.score, needs, c.manual = mine[c.grade_id]
+            c.needs_grading = needs and c.kind != "code"
+    auto = sum(c.score or 0.0 for c in row.cells if c.kind == "code")
+    written = sum(c.score or 0.0 for c in row.cells if c.kind != "code")
     raw = auto + written
     submitted = subs[(aid, student)]
     late = term.lateness(student, aid, submitted, info.get("late_mark") or "")
@@ -240,28 +341,27 @@ def _row(course, term, aid, student, cells, subs, grades, status, now) -> dict:
     if info.get("reason"):
         reasons.append(str(info["reason"]))
     if late.days:
-        reasons.append(
-            f"{late.note}: -{late.fraction * 100:g}% of {_num(top)} points"
-            + (f" = -{_num(penalty)}" if penalty else " (nothing left to take off)")
+        row.late_note = f"{late.note}: -{late.fraction * 100:g}% of {fmt(top)} points" + (
+            f" = -{fmt(penalty)}" if penalty else " (nothing left to take off)"
         )
+        reasons.append(row.late_note)
     elif late.note:
+        row.late_note = late.note
         reasons.append(late.note)
-    needs = any(mine.get(c.grade_id, (0.0, False))[1] for c in cells if c.kind != "code")
-    if needs and not failed:
+    if any(c.needs_grading for c in row.cells) and not failed:
         reasons.append(NEEDS_GRADING)
-    row.update(
-        status=state,
-        score=_num(raw - penalty),
-        autograded=_num(auto),
-        written=_num(written),
-        late_penalty=_num(penalty),
-        days_late=str(late.days) if late.days else "0",
-        submitted=term.local(submitted) if submitted else "",
-        reason="; ".join(r for r in dict.fromkeys(reasons) if r and r != state),
-    )
-    for c in cells:
-        if c.grade_id in mine:
-            row[f"{aid}:{c.grade_id}"] = _num(mine[c.grade_id][0])
+    row.status = state
+    row.score, row.autograded, row.written = raw - penalty, auto, written
+    row.late_penalty, row.days_late = penalty, late.days or 0
+    row.submitted = term.local(submitted) if submitted else ""
+    row.reason = "; ".join(r for r in dict.fromkeys(reasons) if r and r != state)
+    row.graded_here = info.get("origin") == course.origin
+    found = read_findings(course, student, aid)
+    if found is not None and (found.master_hash, found.submission_hash) == (
+        info.get("master_hash") or "",
+        info.get("submission_hash") or "",
+    ):
+        row.findings = found
     return row
 
 
@@ -337,7 +437,7 @@ def canvas_rows(result: Export, term: termmod.Term) -> tuple[list[str], list[lis
     aids = sorted(result.cells)
     head = list(CANVAS_HEAD) + [term.canvas_columns.get(a, a) for a in aids]
     points = ["    Points Possible", "", "", "", ""]
-    points += [_num(sum(c.points for c in result.cells[a])) for a in aids]
+    points += [fmt(sum(c.points for c in result.cells[a])) for a in aids]
     by_key = {(r["student"], r["assignment"]): r for r in result.rows}
     body = [points]
     for s in people:
@@ -365,15 +465,22 @@ def write_canvas(course: Course, result: Export, term: termmod.Term) -> bool:
 
 
 def export(course: Course, prune: bool = False) -> list[dict]:
-    """Write grades.csv, grades-canvas.csv and the plots from the gradebook; the rows."""
+    """Write grades.csv, grades-canvas.csv, the plots and the feedback pages from the
+    gradebook; the rows."""
     result = export_all(course, prune=prune)
     return result.rows
 
 
 def export_all(course: Course, prune: bool = False) -> Export:
+    """Every export from the gradebook: grades.csv, grades-canvas.csv, the plots, and the
+    feedback pages (returned through nbgrader's exchange where they came in through it)."""
+    from logreg_grader import feedback
+
     term = termmod.load(course.root)
     result = gather(course, term, prune=prune)
     write_csv(course, result)
+    result.feedback = feedback.write_all(course, result)
+    result.notes += result.feedback.notes
     if not write_canvas(course, result, term) and term.roster:
         result.notes.append(
             "grades-canvas.csv not written: the roster has no Canvas IDs (its ID column)"
@@ -544,7 +651,17 @@ def summary(course: Course, done: Export, results, problems, skipped: int) -> st
     lines.append(f"grades: {course.grades_csv}")
     if course.canvas_csv.exists():
         lines.append(f"grades for Canvas's gradebook import: {course.canvas_csv}")
-    lines.append(f"feedback: {course.root / 'feedback'}/<student>/<id>/<id>.html")
+    written = done.feedback
+    if written is not None and written.leaked:
+        lines.append("feedback pages NOT written: they would show a hidden test (a grader bug):")
+        lines += [f"  {x}" for x in written.leaked]
+    pages = f"{written.pages} pages" if written is not None else "pages"
+    lines.append(f"feedback ({pages}): {course.root / 'feedback'}/<student>/<id>/<id>.html")
+    if written is not None and written.released:
+        lines.append(
+            f"feedback returned through nbgrader's exchange: {len(written.released)} "
+            "(students run `nbgrader fetch_feedback <id>`)"
+        )
     lines.append(f"grade distributions: {course.plots}/<id>.png; each test: <id>-tests.png")
     return "\n".join(lines)
 
@@ -553,13 +670,15 @@ def summary(course: Course, done: Export, results, problems, skipped: int) -> st
 
 
 def grades_main(argv=None) -> int:
-    """``logreg-grades`` (``make grades``): grades.csv, plots and summary from the gradebook."""
+    """``logreg-grades`` (``make grades``): grades.csv, plots, feedback pages and summary from
+    the gradebook. Exit status 1 if a feedback page would show a hidden test (not written)."""
     from logreg_grader import cli, gradebook, release
 
     parser = argparse.ArgumentParser(
         prog="logreg-grades",
-        description="Rebuild grades.csv, grades-canvas.csv, the plots and the summary from the "
-        "gradebook (manual grades included) and course.toml, without grading anything.",
+        description="Rebuild grades.csv, grades-canvas.csv, the plots, every feedback page and "
+        "the summary from the gradebook (manual grades and comments included) and course.toml, "
+        "without grading anything.",
     )
     parser.add_argument("--root", type=Path, default=release.ROOT, help="course root")
     parser.add_argument(
@@ -585,4 +704,4 @@ def grades_main(argv=None) -> int:
     text = summary(course, result, [], problems, 0)
     print(text)
     print(f"exported {len(result.rows)} rows in {time.perf_counter() - start:.1f} s")
-    return 0
+    return 1 if result.feedback and result.feedback.leaked else 0

@@ -89,7 +89,7 @@ class Graded:
     submission_hash: str = ""
     master_hash: str = ""
     autograded: str = ""  # the autograded notebook (ipynb text); "" when it could not run
-    feedback: str = ""  # the feedback page (HTML)
+    feedback: str = ""  # what its feedback page needs (feedback.Findings as JSON)
     origin: str = ""  # host:course root of the run that graded it (a removed folder is noticed)
     late_mark: str = ""  # the LMS that marked it late (Canvas's LATE_), from logreg-collect
 
