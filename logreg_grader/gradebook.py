@@ -298,6 +298,48 @@ def retime(gb, graded_list) -> None:
     gb.db.commit()
 
 
+def names_of(student) -> tuple[str, str]:
+    """(first, last) of a roster student, as formgrader shows them ("last, first"): the
+    roster's own columns when it has them, else its one name split at a comma ("Smith, Ann")
+    or at the last space ("Ann Smith"); ("", "") when the roster gives no name."""
+    if student.first_name or student.last_name:
+        return student.first_name, student.last_name
+    name = student.name.strip()
+    if "," in name:
+        last, first = (part.strip() for part in name.split(",", 1))
+        return first, last
+    first, _, last = name.rpartition(" ")
+    return (first, last) if first else (name, "")
+
+
+def sync_roster(gb, roster) -> int:
+    """Every roster student in the gradebook with their names and e-mail (one commit), so that
+    formgrader lists people by name; the number of students added or changed."""
+    from nbgrader.api import Student
+
+    known = {s.id: s for s in gb.db.query(Student).all()}
+    changed = 0
+    for sid, person in roster.items():
+        first, last = names_of(person)
+        wanted = {
+            "first_name": first or None,
+            "last_name": last or None,
+            "email": person.email or None,
+            "lms_user_id": person.lms_id or None,
+        }
+        row = known.get(sid)
+        if row is None:
+            gb.db.add(Student(id=sid, **wanted))
+            changed += 1
+        elif any(getattr(row, k) != v for k, v in wanted.items()):
+            for k, v in wanted.items():
+                setattr(row, k, v)
+            changed += 1
+    if changed:
+        gb.db.commit()
+    return changed
+
+
 def record(gb, graded) -> None:
     """Write one graded submission (scores, timestamp, status) in one transaction.
 

@@ -193,6 +193,7 @@ def gather(course: Course, term: termmod.Term | None = None, prune: bool = False
     url = gradebook.url(course.root)
     with Gradebook(url, "logreg-lessons") as gb:
         gradebook.ensure_tables(gb)
+        gradebook.sync_roster(gb, term.roster)  # formgrader shows the roster's names
         status = gradebook.statuses(gb)
         registered: dict[str, list[Cell]] = {}
         for aid, gid, kind, points in (

@@ -5,7 +5,10 @@ notebooks, the reason column and the plots' numbers."""
 import datetime as dt
 import io
 import json
+import os
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -399,3 +402,33 @@ def test_stub_cells_with_passing_tests_were_attempted_in_cells_of_their_own():
 
     assert settled([0, 0]) == (Status.NOT_ATTEMPTED, NOT_ATTEMPTED_REASON)
     assert settled([0, 1]) == (Status.OK, "")
+
+
+def test_roster_names_reach_the_gradebook_once(tmp_path, monkeypatch):
+    """formgrader shows "last, first" from the gradebook: the roster's people are written
+    there with their names and e-mail, split from one name column when that is all there is,
+    and a second sync changes nothing."""
+    from nbgrader.api import Gradebook, Student
+
+    from logreg_grader import gradebook
+
+    roster = {
+        "ann": term.Student("ann", name="Ann Smith", email="ann@example.org", lms_id="101"),
+        "bob": term.Student("bob", name="Jones, Bob"),
+        "cy": term.Student("cy", first_name="Cy", last_name="de Vries"),
+        "dee": term.Student("dee"),
+    }
+    bin_dir = Path(sys.executable).parent  # nbgrader runs alembic to create a gradebook
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.db.add(Student(id="ann"))  # graded before the roster came
+        gb.db.commit()
+        assert gradebook.sync_roster(gb, roster) == 4
+        got = {s.id: (s.first_name, s.last_name, s.email, s.lms_user_id) for s in gb.students}
+        assert gradebook.sync_roster(gb, roster) == 0
+    assert got == {
+        "ann": ("Ann", "Smith", "ann@example.org", "101"),
+        "bob": ("Bob", "Jones", None, None),
+        "cy": ("Cy", "de Vries", None, None),
+        "dee": (None, None, None, None),
+    }
