@@ -176,6 +176,29 @@ def test_figure_cells_have_caption_name_and_alt_text(docname):
     assert not problems, f"{docname}.md:\n" + "\n".join(problems)
 
 
+HIDDEN_INPUT_TAGS = {"remove-input", "hide-input", "remove-cell"}
+BUILD_PLUMBING = re.compile(r"\bglue\(|^\s*(?:from|import) myst_nb\b", re.M)
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_glue_lives_only_in_hidden_cells(docname):
+    """`glue(...)` and the myst_nb import serve the build, not the reader: every code cell
+    that uses them is tagged remove-input (or hide-input), so the code a student reads is
+    only the code that teaches."""
+    notebook = jupytext.read(ROOT / f"{docname}.md")
+    visible = [
+        (index, line.strip())
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        and not HIDDEN_INPUT_TAGS & set(cell.metadata.get("tags", []))
+        for line in cell.source.splitlines()
+        if BUILD_PLUMBING.search(line)
+    ]
+    assert not visible, f"{docname}.md: build plumbing in visible cells (move it to a cell " + (
+        "tagged remove-input):\n" + "\n".join(f"cell {i}: {line}" for i, line in visible)
+    )
+
+
 def _museum_exhibits():
     """{exhibit heading: [cells]} of the bug museum, split at its `## N. ...` headings."""
     notebook = jupytext.read(ROOT / f"{MUSEUM}.md")
