@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import jupytext
 import nbformat
 import pytest
+import yaml
 from book_build import (
     APPENDIX_PREFIX,
     BUILD_DIR,
@@ -40,6 +41,7 @@ from book_build import (
     serve,
     toc_docnames,
 )
+
 from logreg_grader import release
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,7 +83,8 @@ def test_toc_lists_existing_files_and_the_plain_pages():
     assert not missing, f"listed in _toc.yml but missing: {missing}"
     for page in PLAIN_PAGES:
         assert page in docnames, f"{page} is not in _toc.yml"
-    assert len(NUMBERED) == 10, f"expected chapters 00..09 in _toc.yml, got {NUMBERED}"
+    numbers = sorted({chapter_number(name) for name in NUMBERED})
+    assert numbers == [f"{k:02d}" for k in range(10)], f"expected chapters 00..09, got {NUMBERED}"
     assert {MUSEUM, "book/appendix_notation"} <= set(APPENDICES), APPENDICES
 
 
@@ -222,6 +225,78 @@ def test_code_cells_pass_ruff_at_88_characters(tmp_path):
 
 
 HIDDEN_INPUT_TAGS = {"remove-input", "hide-input", "remove-cell"}
+PROSE_WORDS_PER_MINUTE = 200
+CODE_TOKENS_PER_MINUTE = 100
+MYST_MARKUP_LINE = re.compile(r"^(?:\([\w-]+\)=|:::.*|```.*|:[\w-]+:.*)$")
+SOLUTION_DROPDOWN = re.compile(r"^:::\{solution\}.*?^:::$", re.M | re.S)
+
+
+def reading_minutes(docname: str) -> tuple[float, float]:
+    """(prose minutes, code minutes) of a page as a reader sees it unfolded.
+
+    Prose: the words (whitespace-separated, a formula or a glued number counts as one) of
+    the markdown cells at 200 words a minute, without the MyST markup lines (labels,
+    directive fences and options) and without the solutions of the self-check exercises,
+    which sit folded in dropdowns and are read while doing the exercise, not the chapter.
+    Code: the whitespace-separated tokens of the code cells a reader sees (not those tagged
+    remove-input, hide-input or remove-cell) at 100 a minute, half the prose rate: code is
+    read token by token. Outputs and figures are not counted.
+    """
+    notebook = jupytext.read(ROOT / f"{docname}.md")
+    words = tokens = 0
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            text = SOLUTION_DROPDOWN.sub("", cell.source)
+            lines = [line for line in text.splitlines() if not MYST_MARKUP_LINE.match(line)]
+            words += len("\n".join(lines).split())
+        elif cell.cell_type == "code" and not HIDDEN_INPUT_TAGS & set(
+            cell.metadata.get("tags", [])
+        ):
+            tokens += len(cell.source.split())
+    return words / PROSE_WORDS_PER_MINUTE, tokens / CODE_TOKENS_PER_MINUTE
+
+
+def _chapters_with_their_sections():
+    """{top-level page of _toc.yml: [it and the pages listed as its sections]}."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    chapters = {}
+
+    def pages(entry):
+        return [entry["file"]] + [p for sub in entry.get("sections", []) for p in pages(sub)]
+
+    for part in toc.get("parts", []):
+        for entry in part.get("chapters", []):
+            chapters[entry["file"]] = pages(entry)
+    return chapters
+
+
+TOP_LEVEL = _chapters_with_their_sections()
+
+
+@pytest.mark.parametrize("chapter", [name for name in NUMBERED if name in TOP_LEVEL])
+def test_every_chapter_reads_in_15_to_30_minutes(chapter):
+    """One idea per chapter, read in 15-30 minutes (reading_minutes states the formula). A
+    chapter with sections in _toc.yml (5 and its sequel 5b) is held to it page by page: each
+    page is one sitting. The introduction, an overview, only has the upper bound."""
+    problems = []
+    for page in TOP_LEVEL[chapter]:
+        prose, code = reading_minutes(page)
+        total = prose + code
+        low = 0 if chapter_number(page) == "00" else 15
+        if not low <= total <= 30:
+            problems.append(
+                f"{page}.md reads in {total:.1f} min ({prose:.1f} prose + {code:.1f} code), "
+                f"not within {low}-30: split it (a new page in _toc.yml) or tighten it"
+            )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", [name for name in APPENDICES if name in CHAPTERS])
+def test_every_appendix_reads_in_at_most_30_minutes(page):
+    prose, code = reading_minutes(page)
+    assert prose + code <= 30, f"{page}.md reads in {prose + code:.1f} min: split it"
+
+
 BUILD_PLUMBING = re.compile(r"\bglue\(|^\s*(?:from|import) myst_nb\b", re.M)
 
 
@@ -234,8 +309,7 @@ def test_glue_lives_only_in_hidden_cells(docname):
     visible = [
         (index, line.strip())
         for index, cell in enumerate(notebook.cells)
-        if cell.cell_type == "code"
-        and not HIDDEN_INPUT_TAGS & set(cell.metadata.get("tags", []))
+        if cell.cell_type == "code" and not HIDDEN_INPUT_TAGS & set(cell.metadata.get("tags", []))
         for line in cell.source.splitlines()
         if BUILD_PLUMBING.search(line)
     ]
