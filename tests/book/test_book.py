@@ -597,7 +597,9 @@ INSPECT_PAGE = """async () => {
       .map(({width, box, text}) => `${width}px in ${box}px: ${text}`);
   }
 
-  // Display equations whose typeset width exceeds the text column they sit in.
+  // Display equations whose typeset width exceeds the text column they sit in, or the
+  // box MathJax gives them there (the column less the room of the equation number): the
+  // box clips or scrolls what does not fit.
   function mathWiderThanColumn() {
     const column = document.querySelector('article.bd-article') ||
       document.querySelector('main') || document.body;
@@ -606,10 +608,13 @@ INSPECT_PAGE = """async () => {
       .map(container => {
         const math = container.querySelector('mjx-math') || container;
         const r = math.getBoundingClientRect();
-        return {r, text: (container.closest('.math') || container).textContent.slice(0, 80)};
+        const room = Math.min(box.width, container.clientWidth || box.width);
+        return {r, room, scrolls: container.scrollWidth > container.clientWidth + 1,
+                text: (container.closest('.math') || container).textContent.slice(0, 80)};
       })
-      .filter(({r}) => r.width > box.width + 1 || r.right > box.right + 1)
-      .map(({r, text}) => `${Math.round(r.width)}px in ${Math.round(box.width)}px: ${text}`);
+      .filter(({r, room, scrolls}) =>
+        scrolls || r.width > room + 1 || r.right > box.right + 1)
+      .map(({r, room, text}) => `${Math.round(r.width)}px in ${Math.round(room)}px: ${text}`);
   }
 }"""
 
