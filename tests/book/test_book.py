@@ -559,6 +559,10 @@ INSPECT_PAGE = """async () => {
     rawMath: rawMathInText(),
     preOverflow: preWiderThanBox(),
     mathOverflow: mathWiderThanColumn(),
+    tableOverflow: [...document.querySelectorAll('article table')]
+      .filter(table => table.scrollWidth > table.parentElement.clientWidth + 1)
+      .map(table => `${table.scrollWidth}px in ${table.parentElement.clientWidth}px: ` +
+        table.innerText.slice(0, 80)),
   };
 
   // Text the reader sees that still holds TeX delimiters: MathJax did not take it (a
@@ -747,6 +751,15 @@ def test_code_and_output_blocks_fit_their_box(browsed):
 def test_display_equations_fit_the_text_column(browsed):
     assert not _report(browsed, "mathOverflow"), json.dumps(
         _report(browsed, "mathOverflow"), indent=1
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_tables_fit_the_text_column(browsed):
+    """No table (a markdown table or a displayed one) is wider than the box it sits in."""
+    assert not _report(browsed, "tableOverflow"), json.dumps(
+        _report(browsed, "tableOverflow"), indent=1
     )
 
 
