@@ -44,16 +44,6 @@ from book_build import (
 
 from logreg_grader import release
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EXERCISE_IDS = release.course_assignments(ROOT)  # the ASSIGNMENTS of nbgrader_config.py
 CHAPTERS = chapter_docnames()  # every notebook page, the appendix notebooks included
 NUMBERED = [name for name in CHAPTERS if not name.startswith(APPENDIX_PREFIX)]
@@ -621,27 +611,6 @@ INSPECT_PAGE = """async () => {
       .map(({r, room, text}) => `${Math.round(r.width)}px in ${Math.round(room)}px: ${text}`);
   }
 }"""
-
-
-def _launch_chromium(playwright):
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found: install it with `apt-get install chromium`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = _launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -28,9 +28,6 @@ from logreg_grader import release
 REPO = Path(__file__).resolve().parents[2]
 AID = "02_numerical_stability"
 BIN = Path(sys.executable).parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 LOCAL = {"127.0.0.1", "localhost"}
 
 
@@ -174,23 +171,6 @@ def test_an_unversioned_gradebook_is_stamped(tmp_path):
     with sqlite3.connect(tmp_path / "gradebook.db") as con:
         assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
     assert gradebook.ensure_versioned(url) is None  # versioned now: left alone
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} not found: install it with `apt-get install chromium`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Watched:
