@@ -384,3 +384,35 @@ def test_a_term_as_the_guide_prints_it(course):
     (copy,) = (home / AID / "feedback").rglob(f"{AID}.html")
     assert copy.read_bytes() == (root / "feedback" / "nobody" / AID / f"{AID}.html").read_bytes()
     assert walk.todo == []
+
+
+def test_exports_after_sudo_make_grade_say_to_run_them_as_that_user_too(tmp_path):
+    """After `sudo make grade`, gradebook/ and submitted/ are root's, 0700: `make grades` and
+    `make similarity` by the instructor's own account name the folder and the command to use
+    (they failed with sqlite3's "unable to open database file" traceback)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("acting as another user needs root and setpriv (util-linux)")
+    shared = Path(tempfile.mkdtemp(prefix="logreg-walk-owner-"))
+    try:
+        os.chmod(shared, 0o755)
+        root = shared / "course"
+        (root / "solutions" / AID).mkdir(parents=True)
+        shutil.copy(REPO / "nbgrader_config.py", root)
+        shutil.copy(REPO / "solutions" / AID / f"{AID}.md", root / "solutions" / AID)
+        for name in ("gradebook", "submitted"):
+            (root / name).mkdir(mode=0o700)  # root's, as logreg-grade leaves them
+        (root / "gradebook" / "gradebook.db").touch()
+        os.chown(root, STUDENT_UID, STUDENT_UID)  # the clone is the instructor's
+        as_user = ["setpriv", f"--reuid={STUDENT_UID}", f"--regid={STUDENT_UID}", "--clear-groups"]
+        for tool, target, folder in (
+            (["logreg-grades"], "grades", "gradebook"),
+            (["logreg-similarity", "--assignment", AID], "similarity", "submitted"),
+        ):
+            argv = [*as_user, str(BIN / tool[0]), *tool[1:], "--root", str(root)]
+            out = subprocess.run(argv, cwd=shared, env=_env(HOME=str(shared)),
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert out.returncode == 2, _out(out)
+            assert f"{root / folder} belongs to another user" in out.stderr, _out(out)
+            assert f"(`sudo make {target}`)" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
