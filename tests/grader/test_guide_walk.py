@@ -31,6 +31,7 @@ who fetches the feedback page back. Four notebooks are graded, then one again.
 from __future__ import annotations
 
 import csv
+import datetime
 import html
 import io
 import json
@@ -356,6 +357,8 @@ def test_a_term_as_the_guide_prints_it(course):
             grade.manual_score, grade.needs_manual_grade = points, False
         gb.find_comment(written[0], AID, AID, "ann").manual_comment = ANN_COMMENT
         gb.db.commit()
+        # course.toml's due date (23:59 in Zurich), for formgrader and --before-duedate
+        assert gb.find_assignment(AID).duedate == datetime.datetime(2025, 3, 14, 22, 59)
     out = walk.step("make grades")
     assert out.returncode == 0, _out(out)
     ann = _rows(root)["ann"]
