@@ -6,7 +6,9 @@ root) into a sandbox, in this order:
 1. new mount, network and IPC namespaces: no network interface is up, no SysV IPC is shared;
 2. a new root on a tmpfs holding only the :class:`Exposure`: the interpreter, the standard
    library, the virtual environment and the course library, bound **read-only** at their own
-   paths, plus ``/dev/{null,zero,random,urandom}``; nothing else of the host exists there
+   paths (from descriptors taken before the host's ``/tmp`` is covered, so that a checkout in
+   ``/tmp`` works; they are closed before student code runs), plus
+   ``/dev/{null,zero,random,urandom}``; nothing else of the host exists there
    (no course folder, no other submission, no ``/proc``, no home folders);
 3. private, size-capped tmpfs mounts at ``/submission`` (the working folder and ``$HOME``), ``/tmp``
    and ``/dev/shm``: they vanish with the namespace;
@@ -100,7 +102,8 @@ class Exposure:
         outer = [p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths)]
         files = [f for f in ("/etc/ld.so.cache",) if os.path.isfile(f)]
         for p in outer + files:
-            if p == WORKDIR or p.startswith(WORKDIR + "/") or p in ("/tmp", "/dev"):
+            private = (WORKDIR, "/dev")  # the sandbox mounts its own; below /tmp is allowed
+            if p == "/tmp" or any(p == q or p.startswith(q + "/") for q in private):
                 raise SandboxUnavailable(f"{p} cannot be exposed: the sandbox mounts its own there")
         return cls(tuple(outer), tuple(files), tuple(links))
 
@@ -147,29 +150,38 @@ def enter(uid: int, limits: Limits, exposure: Exposure) -> None:
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    # The new root lives in a tmpfs over /tmp (the host's /tmp is then out of sight too).
-    _tmpfs("/tmp", 4 * MIB, "755")
-    new = "/tmp/root"
-    _mkdirs(new)
-    for path in exposure.paths:
-        _mkdirs(new + path)
-        _bind_ro(path, new + path)
-    for path in exposure.files:
-        _mkdirs(os.path.dirname(new + path))
-        open(new + path, "w").close()  # noqa: SIM115 - a mount point
-        _bind_ro(path, new + path)
+    # Hold every exposed path by a descriptor first: the new root's tmpfs below covers the
+    # host's /tmp, where a checkout (and so its venv) may live; binding from the descriptor
+    # reaches it all the same. The descriptors are closed before any student code runs.
+    held = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in exposure.paths + exposure.files}
+    try:
+        # The new root lives in a tmpfs over /tmp (the host's /tmp is then out of sight too).
+        _tmpfs("/tmp", 4 * MIB, "755")
+        new = "/tmp/root"
+        _mkdirs(new)
+        # The private /tmp and /dev/shm first, so that an exposed path below /tmp (a
+        # checkout in /tmp) is bound into it rather than hidden by it.
+        for name in ("/tmp", "/dev/shm", WORKDIR):
+            _mkdirs(new + name)
+        _tmpfs(new + "/tmp", limits.tmp, "1777")
+        _tmpfs(new + "/dev/shm", limits.shm, "1777")
+        for path in exposure.paths:
+            _mkdirs(new + path)
+            _bind_ro(f"/proc/self/fd/{held[path]}", new + path)
+        for path in exposure.files:
+            _mkdirs(os.path.dirname(new + path))
+            open(new + path, "w").close()  # noqa: SIM115 - a mount point
+            _bind_ro(f"/proc/self/fd/{held[path]}", new + path)
+    finally:
+        for fd in held.values():
+            os.close(fd)
     for link, target in exposure.symlinks:
         if not os.path.lexists(new + link):
             _mkdirs(os.path.dirname(new + link))
             os.symlink(target, new + link)
-    _mkdirs(new + "/dev/shm")
     for dev in DEVICES:
         open(f"{new}/dev/{dev}", "w").close()  # noqa: SIM115 - a mount point
         _mount(f"/dev/{dev}", f"{new}/dev/{dev}", None, MS_BIND)
-    _tmpfs(new + "/dev/shm", limits.shm, "1777")
-    for name in ("/tmp", WORKDIR):
-        _mkdirs(new + name)
-    _tmpfs(new + "/tmp", limits.tmp, "1777")
     _tmpfs(new + WORKDIR, limits.work, "700", uid)
     mapped = _address_space()
     os.chroot(new)

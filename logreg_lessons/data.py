@@ -194,9 +194,9 @@ def train_val_test_split(X, y, fractions=(0.7, 0.15, 0.15), seed=0, stratify=Tru
 
 
 class Standardizer:
-    r"""Rescale every feature to mean 0 and standard deviation 1: :math:`(x - \mu) / s`.
+    r"""Rescale every feature to mean 0 and standard deviation 1: :math:`(x - m) / s`.
 
-    ``fit`` learns :math:`\mu` (``mean_``) and :math:`s` (``std_``, the population standard
+    ``fit`` learns :math:`m` (``mean_``) and :math:`s` (``std_``, the population standard
     deviation) on the training data only; ``transform`` applies them to any data. A constant
     feature has :math:`s = 0`; its ``std_`` is set to 1, so it maps to 0 instead of nan.
     """

@@ -67,7 +67,7 @@ def mlp_forward(params, X, activation="tanh"):
     Parameters
     ----------
     params : dict
-        ``W1, b1, ..., WL, bL`` as made by :func:`init_mlp`.
+        ``W1, b1, ..., WD, bD`` as made by :func:`init_mlp`.
     X : torch.Tensor of shape (n, d)
     activation : {"tanh", "relu", "sigmoid"}
         Hidden-layer activation (the output layer has none: its scores are logits).

@@ -306,6 +306,54 @@ def test_sandbox_sees_only_what_it_needs(session):
     assert out.split() == ["False", "False", "False"]
 
 
+def test_a_checkout_below_tmp_is_exposed_inside_the_private_tmp():
+    """A checkout in /tmp (its venv and packages exposed) is bound read-only into the
+    sandbox's own /tmp, which stays private and writable; nothing else of the host's /tmp is
+    there, and no descriptor the set-up held on host paths is left open."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    host = Path(tempfile.mkdtemp(dir="/tmp", prefix="logreg-checkout-"))
+    try:
+        (host / "pkg").mkdir()
+        (host / "pkg" / "mod.txt").write_text("seen")
+        (host / "secret.txt").write_text("host")
+        code = f"""
+import os
+from logreg_grader import sandbox
+base = sandbox.Exposure.for_this_interpreter("logreg_grader")
+exposure = sandbox.Exposure(base.paths + ({str(host / "pkg")!r},), base.files, base.symlinks)
+sandbox.enter({sandbox.lease_uid_block() + 9}, sandbox.Limits(), exposure)
+print(open({str(host / "pkg" / "mod.txt")!r}).read())
+print(os.path.exists({str(host / "secret.txt")!r}))
+try:
+    open({str(host / "pkg" / "new")!r}, "w")
+    print("wrote")
+except OSError:
+    print("read-only")
+open("/tmp/mine", "w").write("x")
+print("tmp-writable")
+def is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+print([fd for fd in range(3, 256) if is_open(fd)])
+"""
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[:5] == ["seen", "False", "read-only", "tmp-writable", "[]"]
+        assert not (host / "pkg" / "new").exists()
+    finally:
+        shutil.rmtree(host)
+
+
 def test_sandbox_has_no_network_and_cannot_write_outside_its_tmpfs(session):
     reply = session.execute(
         "t", "import socket\nsocket.create_connection(('127.0.0.1', 22), 1)", 30
