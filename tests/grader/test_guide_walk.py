@@ -104,8 +104,10 @@ def guide_blocks(language: str) -> list[str]:
 
 
 def guide_commands() -> list[list[str]]:
-    """Every command of the guide's bash blocks, as words, comments dropped."""
-    lines = [ln for block in guide_blocks("bash") for ln in block.splitlines()]
+    """Every command of the guide's bash blocks, as words, comments dropped (a line ending
+    in a backslash continues on the next)."""
+    blocks = [re.sub(r"\\\n", " ", block) for block in guide_blocks("bash")]
+    lines = [ln for block in blocks for ln in block.splitlines()]
     return [words for words in (shlex.split(ln, comments=True) for ln in lines) if words]
 
 
