@@ -125,6 +125,15 @@ class Course:
             path.mkdir(mode=0o700, exist_ok=True)
             os.chmod(path, 0o700)
 
+    def foreign_folder(self, names: tuple[str, ...] = PRIVATE) -> Path | None:
+        """The first of the private folders ``names`` that exists but this user cannot use
+        (another user's, 0700: `sudo make grade` makes them root's), else None."""
+        for name in names:
+            path = self.root / name
+            if path.is_dir() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+                return path
+        return None
+
     def write_private(self, path: Path, text: str) -> None:
         """Write atomically, as a file (0600) in folders (0700) of the owner only: every
         missing parent is made 0700 too (``mkdir(parents=True)`` gives them the umask's)."""

@@ -146,8 +146,10 @@ def lab_main(argv=None) -> int:
         parser.error(f"--root: {root} has no nbgrader_config.py (expected the course folder)")
     if args.port is not None and not 0 < args.port < 65536:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
-    folder = root / "gradebook"
-    if folder.is_dir() and not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+    from logreg_grader.course import Course
+
+    folder = Course(root).foreign_folder(("gradebook",))
+    if folder is not None:
         print(
             f"lab: {folder} belongs to another user (`sudo make grade` makes it root's, 0700): "
             "start the lab as that user too (`sudo make lab`)",

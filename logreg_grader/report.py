@@ -691,6 +691,14 @@ def grades_main(argv=None) -> int:
     start = time.perf_counter()
     cli._quiet()
     course = Course(args.root.resolve())
+    folder = course.foreign_folder(("gradebook", "submitted", "feedback"))
+    if folder is not None:
+        print(
+            f"grades: {folder} belongs to another user (`sudo make grade` makes it root's, "
+            "0700): run this as that user too (`sudo make grades`)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         termmod.load(course.root)
         available = course.assignments()

@@ -456,6 +456,14 @@ def similarity_main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     course = Course(args.root.resolve())
+    folder = course.foreign_folder(("submitted", "reports"))
+    if folder is not None:
+        print(
+            f"similarity: {folder} belongs to another user (`sudo make grade` makes it root's, "
+            "0700): run this as that user too (`sudo make similarity`)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         report = analyse(course, args.assignment, args.threshold, args.min_tokens)
     except (SimilarityError, release.SourceError) as err:
