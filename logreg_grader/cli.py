@@ -160,9 +160,13 @@ class Worker:
     """Grades submissions one at a time with its own fork server and sandbox uid."""
 
     def __init__(self, masters: dict[str, str] | None, uid: int, call_timeout: float):
+        from logreg_grader import forkserver
+
+        sandbox.preflight()
+        started = forkserver.spawn()  # before this process imports torch: the two overlap
         from logreg_grader.remote import ForkServer
 
-        self.server = ForkServer()  # it imports torch while this process does its own work
+        self.server = ForkServer(started=started)
         self.masters = {}
         self.dynamo = False
         self.uid, self.call_timeout = uid, call_timeout
@@ -377,6 +381,21 @@ _T0 = time.perf_counter()  # when this module was imported: the process's start,
 def run(args) -> int:
     t = {"startup": time.perf_counter() - _T0}
     os.environ["LOGREG_GRADER_RUN"] = str(os.getpid())  # marks every process of this run
+    # One job grades in this process with its own warm worker, started first so that its
+    # imports (torch, the library) overlap with this process's own and with the checks below;
+    # it holds nothing of the course until a master is loaded. More jobs (or a scheduler) use
+    # Dask, whose workers test their own sandbox before their first task.
+    args.worker = None
+    if args.scheduler is None and args.jobs == 1 and os.geteuid() == 0:
+        args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
+    try:
+        return _run(args, t)
+    finally:
+        if args.worker is not None:
+            args.worker.close()
+
+
+def _run(args, t: dict) -> int:
     from nbgrader.api import Gradebook
 
     _quiet()
@@ -399,12 +418,6 @@ def run(args) -> int:
         return 2
     release.prepare_environment()
     course.make_private()
-    # One job grades in this process with its own warm worker, started now so that its
-    # imports overlap with the registration below; more jobs (or a scheduler) use Dask, whose
-    # workers test their own sandbox before their first task.
-    args.worker = None
-    if local and args.jobs == 1:
-        args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
     todo, problems = discover(course, available, args.student)
     if args.student and not todo:
         print(

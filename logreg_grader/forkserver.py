@@ -24,7 +24,52 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+
+
+def environment() -> dict:
+    """The server's environment: this venv's bin on PATH, one thread per library, no secret
+    of the caller's environment (only the run's marker ``LOGREG_GRADER_RUN``)."""
+    bindir = os.path.dirname(sys.executable)
+    env = {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": os.environ.get("HOME", "/root"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # LOGREG_GRADER_RUN: the pid of the grading run, so its processes can be told apart.
+    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LOGREG_GRADER_RUN"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def spawn():
+    """Start a server by exec: (the process, our end of its control socket, its stderr log).
+
+    Importing nothing heavy, so that a caller can start it before importing torch itself
+    and the two imports overlap (:class:`logreg_grader.remote.ForkServer` takes it over).
+    """
+    ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logreg_grader.forkserver", str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd="/",
+    )
+    theirs.close()
+    return proc, ctl, log
 
 
 def _preload():

@@ -16,13 +16,10 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict
 
-from logreg_grader import bans, codec, sandbox
+from logreg_grader import bans, codec, forkserver, sandbox
 from logreg_grader.check import COLLECTOR
 from logreg_grader.recorder import Observation
 
@@ -35,44 +32,14 @@ class SandboxLost(BaseException):  # noqa: N818 - not an Exception: test code ca
         self.kind, self.detail = kind, detail
 
 
-def _clean_env() -> dict:
-    bindir = os.path.dirname(sys.executable)
-    env = {
-        "PATH": f"{bindir}:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": os.environ.get("HOME", "/root"),
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    # LOGREG_GRADER_RUN: the pid of the grading run, so its processes can be told apart.
-    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LOGREG_GRADER_RUN"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
-
-
 class ForkServer:
     """A running :mod:`logreg_grader.forkserver` (one per grading worker)."""
 
-    def __init__(self, start_timeout: float = 180.0):
-        """Start the server; it imports in the background until the first :meth:`fork`."""
+    def __init__(self, start_timeout: float = 180.0, started=None):
+        """Start the server (or take over one ``forkserver.spawn()`` started); it imports in
+        the background until the first :meth:`fork`."""
         sandbox.preflight()
-        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logreg_grader.forkserver", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()],
-            env=_clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            cwd="/",
-        )
-        theirs.close()
+        self.proc, self.ctl, self.log = started or forkserver.spawn()
         self.start_timeout, self.ready = start_timeout, False
 
     def wait_ready(self) -> None:
