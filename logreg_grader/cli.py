@@ -385,26 +385,14 @@ def run(args) -> int:
     # imports (torch, the library) overlap with this process's own and with the checks below;
     # it holds nothing of the course until a master is loaded. More jobs (or a scheduler) use
     # Dask, whose workers test their own sandbox before their first task.
-    args.worker = args.cluster = None
-    if args.scheduler is None and os.geteuid() == 0:
-        if args.jobs == 1:
-            args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
-        else:  # a local cluster's workers start now, in the background, for the same reason
-            from logreg_grader import cluster
-
-            args.cluster = cluster.Early(args.jobs, None, args.call_timeout)
-    old = signal.signal(signal.SIGTERM, _on_term)  # stops the workers started here too
+    args.worker = None
+    if args.scheduler is None and args.jobs == 1 and os.geteuid() == 0:
+        args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
     try:
         return _run(args, t)
-    except KeyboardInterrupt:  # before grading began (the grading loop says what it kept)
-        print("grade: interrupted before anything was graded", file=sys.stderr)
-        return 130
     finally:
-        signal.signal(signal.SIGTERM, old)
         if args.worker is not None:
             args.worker.close()
-        if args.cluster is not None:
-            args.cluster.close()
 
 
 def _run(args, t: dict) -> int:
@@ -559,13 +547,7 @@ def _on_cluster(args, masters, runnable, bar):
     """Grade on Dask: a local cluster of ``--jobs`` workers, or ``--scheduler``'s workers."""
     from logreg_grader import cluster
 
-    with contextlib.ExitStack() as stack:
-        if args.cluster is not None:
-            client = args.cluster.client()
-        else:
-            client = stack.enter_context(
-                cluster.connect(args.jobs, args.scheduler, args.call_timeout)
-            )
+    with cluster.connect(args.jobs, args.scheduler, args.call_timeout) as client:
         link = cluster.dashboard(client, local=args.scheduler is None)
         if link:
             print(f"grade: Dask dashboard at {link}", file=sys.stderr)

@@ -126,38 +126,6 @@ def connect(jobs: int, scheduler: str | None, call_timeout: float):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-class Early:
-    """:func:`connect` run in a thread from the start of a command, so that the workers'
-    start-up (each imports torch and starts a fork server) overlaps with the command's own
-    checks and registration; :meth:`client` waits for it, :meth:`close` ends it."""
-
-    def __init__(self, jobs: int, scheduler: str | None, call_timeout: float):
-        import threading
-
-        self._cm = connect(jobs, scheduler, call_timeout)
-        self._client, self._error = None, None
-        self._thread = threading.Thread(target=self._enter, name="dask-connect", daemon=True)
-        self._thread.start()
-
-    def _enter(self) -> None:
-        try:
-            self._client = self._cm.__enter__()
-        except BaseException as err:  # re-raised in the caller's thread by client()
-            self._error = err
-
-    def client(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._client
-
-    def close(self) -> None:
-        self._thread.join()
-        if self._client is not None:
-            self._client = None
-            self._cm.__exit__(None, None, None)
-
-
 def _set_allowed_failures(value: int, dask_scheduler=None) -> None:
     dask_scheduler.allowed_failures = value
 
