@@ -387,10 +387,14 @@ def run(args) -> int:
     # Dask, whose workers test their own sandbox before their first task.
     args.worker = None
     if args.scheduler is None and args.jobs == 1 and os.geteuid() == 0:
-        args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
+        try:
+            args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
+        except sandbox.SandboxUnavailable as err:
+            print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
+            return 2
     try:
         return _run(args, t)
-    finally:
+    finally:  # every way out of _run stops the worker (closing it twice is harmless)
         if args.worker is not None:
             args.worker.close()
 
@@ -425,8 +429,6 @@ def _run(args, t: dict) -> int:
             + (f" for {args.assignment}" if args.assignment else ""),
             file=sys.stderr,
         )
-        if args.worker is not None:
-            args.worker.close()
         return 2
     if args.worker is not None and todo:
         # The master's test cells run here, and the plots at the end: import what they need
@@ -446,7 +448,6 @@ def _run(args, t: dict) -> int:
             try:  # the sandbox is tested before anything is graded
                 args.worker.probe(course.root)
             except sandbox.SandboxUnavailable as err:
-                args.worker.close()
                 print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
                 return 2
         t["sandbox_ready"] = time.perf_counter() - _T0
@@ -583,7 +584,7 @@ def _store(course: Course, gb, graded: Graded) -> None:
     logreg_grader.feedback), then its gradebook row (one transaction). Killed in between, the
     next run finds no row and grades it again. The pages are written by the export, from the
     gradebook (report.export_all), at the end of the run and by ``make grades``."""
-    from logreg_grader import feedback, gradebook
+    from logreg_grader import gradebook
 
     if graded.autograded:
         course.write_private(
@@ -593,7 +594,7 @@ def _store(course: Course, gb, graded: Graded) -> None:
             stamp = course.autograded(graded.student, graded.assignment).parent / "timestamp.txt"
             course.write_private(stamp, graded.timestamp)
     if graded.feedback:
-        path = feedback.findings_path(course, graded.student, graded.assignment)
+        path = course.findings(graded.student, graded.assignment)
         course.write_private(path, graded.feedback)
     gradebook.record(gb, graded)
 

@@ -53,6 +53,11 @@ class Course:
     def autograded(self, student: str, aid: str) -> Path:
         return self.root / "autograded" / student / aid / f"{aid}.ipynb"
 
+    def findings(self, student: str, aid: str) -> Path:
+        """What grading found that the gradebook does not keep (test messages, answers),
+        next to the autograded notebook: it holds hidden-test text, so it stays private."""
+        return self.autograded(student, aid).parent / "results.json"
+
     def feedback(self, student: str, aid: str) -> Path:
         return self.root / "feedback" / student / aid / f"{aid}.html"
 

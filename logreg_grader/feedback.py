@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from logreg_grader.course import Course
     from logreg_grader.report import Export, Row
 
-FINDINGS = "results.json"  # next to the autograded notebook
 SECRET = "submission_secret.txt"  # written by `nbgrader submit`, kept by `nbgrader collect`
 MAX_ANSWER = 20_000  # characters of one written answer shown
 
@@ -96,12 +95,8 @@ def findings(graded: Graded, master: Master, nb: dict | None = None) -> Findings
     )
 
 
-def findings_path(course: Course, student: str, aid: str) -> Path:
-    return course.autograded(student, aid).parent / FINDINGS
-
-
 def read_findings(course: Course, student: str, aid: str) -> Findings | None:
-    path = findings_path(course, student, aid)
+    path = course.findings(student, aid)
     if not path.is_file() or path.is_symlink():
         return None
     try:

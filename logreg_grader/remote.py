@@ -38,8 +38,10 @@ class ForkServer:
     def __init__(self, start_timeout: float = 180.0, started=None):
         """Start the server (or take over one ``forkserver.spawn()`` started); it imports in
         the background until the first :meth:`fork`."""
-        sandbox.preflight()
-        self.proc, self.ctl, self.log = started or forkserver.spawn()
+        if started is None:
+            sandbox.preflight()
+            started = forkserver.spawn()
+        self.proc, self.ctl, self.log = started
         self.start_timeout, self.ready = start_timeout, False
 
     def wait_ready(self) -> None:

@@ -205,6 +205,13 @@ class Watched:
         self.context.close()
 
 
+def _open_submissions(watched, lab) -> dict[str, dict]:
+    """Open formgrader's manage-submissions page of AID; its rows once they are listed."""
+    url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
+    watched.page.goto(url, wait_until="networkidle")
+    return _rows(watched.page)
+
+
 def _rows(page) -> dict[str, dict]:
     page.wait_for_selector("#main-table tr td.student-id", timeout=30000)
     return {
@@ -226,9 +233,7 @@ def _rows(page) -> dict[str, dict]:
 def test_formgrader_lists_the_graded_submissions_as_autograded_offline(lab, browser):
     watched = Watched(browser)
     try:
-        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
-        watched.page.goto(url, wait_until="networkidle")
-        rows = _rows(watched.page)
+        rows = _open_submissions(watched, lab)
         instructions = watched.page.inner_text("body")
         watched.page.screenshot(path=str(lab["root"] / "manage_submissions.png"))
         watched.check()
@@ -275,9 +280,7 @@ def test_autograde_button_runs_the_sandboxed_grader(lab, browser):
     """nbgrader's autograder would run ann's code unsandboxed: the button runs logreg-grade."""
     watched = Watched(browser)
     try:
-        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
-        watched.page.goto(url, wait_until="networkidle")
-        _rows(watched.page)
+        _open_submissions(watched, lab)
         row = watched.page.locator("#main-table tr", has_text="ann")
         row.locator("td.autograde a").click()
         modal = watched.page.locator("#success-modal, #error-modal")
@@ -305,9 +308,7 @@ def test_generate_feedback_button_rewrites_the_graders_pages(lab, browser):
     assert page_file.is_file()
     watched = Watched(browser)
     try:
-        url = lab["url"].replace("/formgrader?", f"/formgrader/manage_submissions/{AID}?")
-        watched.page.goto(url, wait_until="networkidle")
-        _rows(watched.page)
+        _open_submissions(watched, lab)
         row = watched.page.locator("#main-table tr", has_text="bob")
         row.locator("td.generate-feedback a").click()
         modal = watched.page.locator("#success-modal, #error-modal")
