@@ -3,7 +3,10 @@ layout, status, and the sandbox itself (one fork server for the module; seconds,
 
 import json
 import math
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -400,3 +403,49 @@ def test_student_markdown_is_inert_but_says_what_it_said():
     raw = markdown_cell({"cell_type": "raw", "metadata": {"raw_mimetype": "text/html"},
                          "source": "<script>x</script>"})  # fmt: skip
     assert raw["source"] == "&lt;script>x&lt;/script>" and raw["metadata"] == {}
+
+
+def test_a_child_imports_nothing_the_fork_server_could_have_imported(session):
+    """What the notebooks do on their first lines (draw blobs: torch.broadcast_shapes, which
+    imports sympy; plot and save a figure: the Agg backend, contourpy, PIL) finds every module
+    already imported by the fork server: each child paid 0.8 s for sympy before."""
+    out = _run(
+        session,
+        "import io, sys\n"
+        "before = set(sys.modules)\n"
+        "import matplotlib.pyplot as plt\n"
+        "import logreg_lessons as ll\n"
+        "from logreg_lessons.plots import plot_data\n"
+        "X, y = ll.make_blobs(20, means=[[0.0, 0.0], [2.0, 2.0]], cov=[[1.0, 0.0], [0.0, 1.0]])\n"
+        "fig, ax = plt.subplots()\n"
+        "plot_data(X, y, ax=ax)\n"
+        "ax.contourf([[0.0, 1.0], [1.0, 2.0]])\n"
+        "fig.savefig(io.BytesIO(), format='png')\n"
+        "print(sorted(set(sys.modules) - before))",
+    )
+    assert out.strip() == "[]"
+
+
+def test_the_fork_server_preloads_without_running_an_operator_or_a_thread():
+    """Its imports (forkserver._preload, LAZY included) start no thread beyond what importing
+    torch starts, and run no operator (forking after an operator is unsafe)."""
+    code = (
+        "import os, sys\n"
+        "import torch\n"
+        "bare = len(os.listdir('/proc/self/task'))\n"
+        "from torch.utils._python_dispatch import TorchDispatchMode\n"
+        "ran = []\n"
+        "class Spy(TorchDispatchMode):\n"
+        "    def __torch_dispatch__(self, func, types, args=(), kwargs=None):\n"
+        "        ran.append(str(func))\n"
+        "        return func(*args, **(kwargs or {}))\n"
+        "from logreg_grader import forkserver\n"
+        "with Spy():\n"
+        "    forkserver._preload()\n"
+        "missing = [m for m in forkserver.LAZY if m not in sys.modules]\n"
+        "print(len(os.listdir('/proc/self/task')) - bare, ran, missing)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "[]", "[]"], out.stdout
