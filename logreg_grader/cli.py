@@ -6,9 +6,9 @@
    namespaces, a path the sandbox cannot expose);
 2. registers each assignment in the gradebook only when its master notebook changed (the
    master's SHA-256 is kept in the gradebook);
-3. grades every new or changed submission (``--force``: all): in this process with one warm
-   fork server (``--jobs 1``), or on Dask (logreg_grader.cluster): a local cluster of
-   ``--jobs`` workers, or the workers of ``--scheduler``, each with its own fork server. This
+3. grades every new or changed submission (``--force``: all) with warm workers, each with its
+   own fork server: this process and ``--jobs`` - 1 helper processes beside it
+   (logreg_grader.pool), or the Dask workers of ``--scheduler`` (logreg_grader.cluster). This
    process is the one writer: it records each result as it arrives (its autograded notebook
    and what its feedback needs, then its gradebook row in one transaction);
 4. writes grades.csv, the score plots, every feedback page (from the gradebook, as
@@ -22,7 +22,6 @@ arguments or when grading cannot start; 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -70,6 +69,7 @@ _bare_nbgrader()
 from logreg_grader import release, sandbox, term  # noqa: E402
 from logreg_grader.course import Course  # noqa: E402
 from logreg_grader.status import Graded, Status  # noqa: E402
+from logreg_grader.worker import Worker, parse_notebook  # noqa: E402, F401 - here for callers
 
 MAX_NOTEBOOK = 50 * 1024**2
 
@@ -114,152 +114,6 @@ def read_submission(course: Course, student: str, aid: str) -> tuple[bytes | Non
     graded.timestamp = course.timestamp(student, aid, info.st_mtime)
     graded.submission_hash = hashlib.sha256(data).hexdigest()
     return data, graded
-
-
-def parse_notebook(data: bytes, graded: Graded) -> dict | None:
-    """The notebook as a dict, or None with status ``unreadable`` and the reason."""
-    import nbformat
-
-    try:
-        nb = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        graded.status = Status.UNREADABLE
-        graded.reasons.append(f"the notebook is not valid JSON: {str(err)[:200]}")
-        return None
-    try:
-        if not isinstance(nb, dict):
-            raise ValueError("the top level is not an object")
-        cells = nb.get("cells")
-        if not isinstance(cells, list):
-            raise ValueError("'cells' must be a list of cells")
-        for i, cell in enumerate(cells):
-            if not isinstance(cell, dict):
-                raise ValueError(f"cell {i} is not an object")
-            if cell.get("cell_type") not in ("code", "markdown", "raw"):
-                raise ValueError(f"cell {i} has no valid cell_type")
-            src = cell.get("source", "")
-            if not isinstance(src, str) and not (
-                isinstance(src, list) and all(isinstance(x, str) for x in src)
-            ):
-                raise ValueError(f"the source of cell {i} is not text")
-        node = nbformat.from_dict(nb)
-        if nb.get("nbformat") != 4:
-            raise ValueError(f"nbformat {nb.get('nbformat')!r}, expected 4")
-        nbformat.validate(node)
-    except Exception as err:  # noqa: BLE001 - every kind of invalid notebook
-        graded.status = Status.UNREADABLE
-        graded.reasons.append(f"not a valid Jupyter notebook: {str(err).splitlines()[0][:200]}")
-        return None
-    return nb
-
-
-# --- a worker: one fork server, the masters, one sandbox uid --------------------------------
-
-
-class Worker:
-    """Grades submissions one at a time with its own fork server and sandbox uid."""
-
-    def __init__(self, masters: dict[str, str] | None, uid: int, call_timeout: float):
-        from logreg_grader import forkserver
-
-        sandbox.preflight()
-        started = forkserver.spawn()  # before this process imports torch: the two overlap
-        from logreg_grader.remote import ForkServer
-
-        self.server = ForkServer(started=started)
-        self.masters = {}
-        self.dynamo = False
-        self.uid, self.call_timeout = uid, call_timeout
-        sandbox.kill_uid(uid)
-        if masters:
-            self.load(masters)
-
-    def load(self, masters: dict[str, str]) -> None:
-        from logreg_grader.notebook import Master
-
-        self.masters = {aid: Master.from_text(aid, text) for aid, text in masters.items()}
-        self._preload(masters.values())
-
-    def _preload(self, texts) -> None:
-        """torch.optim needs torch._dynamo: imported by the fork server when a master uses it
-        (students elsewhere who reach for torch.optim pay its import, 2-3 s, once a call)."""
-        if not self.dynamo and any("torch.optim" in text for text in texts):
-            self.server.preload(["torch._dynamo"])
-            self.dynamo = True
-
-    def grade_master(
-        self, digest: str, aid: str, text: str, student: str, data: bytes, graded: dict
-    ) -> dict:
-        """:meth:`grade` with the master given by content (parsed once per new hash)."""
-        from logreg_grader.notebook import Master
-
-        if aid not in self.masters or self.masters[aid].hash != digest:
-            master = Master.from_text(aid, text)
-            if master.hash != digest:
-                raise ValueError(f"the master of {aid} does not match its hash {digest[:12]}")
-            self.masters[aid] = master
-            self._preload([text])
-        return self.grade(aid, student, data, graded)
-
-    def grade(self, aid: str, student: str, data: bytes, graded: dict) -> dict:
-        from logreg_grader import feedback, runner
-        from logreg_grader.remote import Session
-
-        start = time.perf_counter()
-        g = Graded.from_dict(graded)
-        master = self.masters[aid]
-        g.master_hash = master.hash
-        nb = parse_notebook(data, g)
-        if nb is not None:
-            session = Session(self.server, self.uid, sandbox.Limits(), self.call_timeout)
-            try:
-                runner.grade(master, nb, session, g)
-            finally:
-                session.close()
-        if not g.tests and g.status.failed:
-            from logreg_grader.status import TestResult
-
-            g.tests = [
-                TestResult(t.grade_id, t.points, 0.0, "not run: " + g.reason)
-                for t in master.tests.values()
-            ]
-        g.settle()
-        g.seconds = time.perf_counter() - start
-        g.feedback = feedback.findings(g, master, nb).to_json()  # the page is written at export
-        return g.to_dict()
-
-    def probe(self, root: Path) -> None:
-        """Run a self-test in a sandboxed child; SandboxUnavailable says what failed."""
-        from logreg_grader.remote import Session
-
-        session = Session(self.server, self.uid, sandbox.Limits(), self.call_timeout)
-        try:
-            reply = session.execute("sandbox self-test", PROBE.format(root=str(root)), 60)
-        finally:
-            session.close()
-        if not reply.get("ok"):
-            raise sandbox.SandboxUnavailable(
-                f"the sandbox self-test failed: {reply.get('ename')}: {reply.get('evalue')}"
-            )
-
-    def close(self):
-        self.server.close()
-        with contextlib.suppress(Exception):
-            sandbox.kill_uid(self.uid)
-
-
-# What a sandboxed child must be able to do, and must not (run once before grading).
-PROBE = """
-import fractions, os, socket, tqdm  # the standard library and the venv, imported lazily
-assert os.getuid() >= 61000, "the student's code would run as uid %d" % os.getuid()
-assert not os.path.exists({root!r}), "the course folder would be visible"
-try:
-    socket.create_connection(("127.0.0.1", 9), timeout=1)
-    raise AssertionError("the network would be reachable")
-except OSError:
-    pass
-open("/tmp/probe", "w").write("x")
-"""
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -381,20 +235,25 @@ _T0 = time.perf_counter()  # when this module was imported: the process's start,
 def run(args) -> int:
     t = {"startup": time.perf_counter() - _T0}
     os.environ["LOGREG_GRADER_RUN"] = str(os.getpid())  # marks every process of this run
-    # One job grades in this process with its own warm worker, started first so that its
-    # imports (torch, the library) overlap with this process's own and with the checks below;
-    # it holds nothing of the course until a master is loaded. More jobs (or a scheduler) use
-    # Dask, whose workers test their own sandbox before their first task.
-    args.worker = None
-    if args.scheduler is None and args.jobs == 1 and os.geteuid() == 0:
+    # This process grades with its own warm worker, started first so that its imports (torch,
+    # the library) overlap with this process's own and with the checks below; with more jobs,
+    # helper processes (logreg_grader.pool) start now too and grade beside it. None of them
+    # holds anything of the course until the masters are loaded. A scheduler's Dask workers
+    # test their own sandbox before their first task.
+    from logreg_grader import pool
+
+    args.worker, args.helpers = None, []
+    if args.scheduler is None and os.geteuid() == 0:
         try:
             args.worker = Worker(None, sandbox.lease_uid_block(), args.call_timeout)
         except sandbox.SandboxUnavailable as err:
             print(f"grade: cannot grade safely here: {err}", file=sys.stderr)
             return 2
+        args.helpers = pool.spawn(args.jobs, args.call_timeout)
     try:
         return _run(args, t)
-    finally:  # every way out of _run stops the worker (closing it twice is harmless)
+    finally:  # every way out of _run stops the workers (closing twice is harmless)
+        pool.close(args.helpers)
         if args.worker is not None:
             args.worker.close()
 
@@ -444,6 +303,9 @@ def _run(args, t: dict) -> int:
         masters = register(course, sorted({a for a, _ in todo}) or available)
         t["register"] = time.perf_counter() - start
         if args.worker is not None:
+            from logreg_grader import pool
+
+            pool.prepare(args.helpers, masters, course.root)  # they test their own sandbox
             args.worker.load(masters)
             try:  # the sandbox is tested before anything is graded
                 args.worker.probe(course.root)
@@ -494,6 +356,9 @@ def _run(args, t: dict) -> int:
             return 2
         finally:
             signal.signal(signal.SIGTERM, old)
+            from logreg_grader import pool
+
+            pool.close(args.helpers)
             if args.worker is not None:
                 args.worker.close()
         if interrupted:
@@ -531,13 +396,15 @@ def _grade_all(args, masters, tasks):
         if not runnable:
             return
         if args.worker is not None:
-            worker = args.worker
+            from logreg_grader import pool
+
             try:
-                for aid, student, data, graded in runnable:
-                    yield Graded.from_dict(worker.grade(aid, student, data, graded.to_dict()))
+                for task, result in pool.grade(args.worker, args.helpers, runnable):
+                    yield _received(masters, task, result)
                     bar.update()
             finally:
-                worker.close()
+                pool.close(args.helpers)
+                args.worker.close()
             return
         yield from _on_cluster(args, masters, runnable, bar)
     finally:
@@ -545,7 +412,7 @@ def _grade_all(args, masters, tasks):
 
 
 def _on_cluster(args, masters, runnable, bar):
-    """Grade on Dask: a local cluster of ``--jobs`` workers, or ``--scheduler``'s workers."""
+    """Grade on the Dask workers of ``--scheduler``."""
     from logreg_grader import cluster
 
     with cluster.connect(args.jobs, args.scheduler, args.call_timeout) as client:
@@ -554,14 +421,18 @@ def _on_cluster(args, masters, runnable, bar):
             print(f"grade: Dask dashboard at {link}", file=sys.stderr)
         cluster.probe(client, args.root)
         for task, result in cluster.grade(client, masters, runnable):
-            if result == "worker_died":
-                graded = task[3]
-                graded.status = Status.WORKER_DIED
-                graded.reasons.append("its grading worker died twice while grading it")
-                yield _finish_failed(masters, graded)
-            else:
-                yield Graded.from_dict(result)
+            yield _received(masters, task, result)
             bar.update()
+
+
+def _received(masters, task, result) -> Graded:
+    """A worker's result as a Graded (``"worker_died"``: failed, every test not run)."""
+    if result == "worker_died":
+        graded = task[3]
+        graded.status = Status.WORKER_DIED
+        graded.reasons.append("its grading worker died twice while grading it")
+        return _finish_failed(masters, graded)
+    return Graded.from_dict(result)
 
 
 def _finish_failed(masters, graded: Graded) -> Graded:
@@ -607,7 +478,7 @@ def grade_main(argv=None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="workers grading in parallel (more than 1: a local Dask cluster of that many)",
+        help="submissions graded at once on this machine (this process and N - 1 helpers)",
     )
     parser.add_argument(
         "--scheduler",

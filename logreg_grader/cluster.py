@@ -51,7 +51,7 @@ class GraderPlugin(WorkerPlugin):
         # The fork server lives as long as the thread that starts it (PR_SET_PDEATHSIG): this
         # runs in the worker's event-loop thread, which lasts as long as the worker.
         from logreg_grader import sandbox
-        from logreg_grader.cli import Worker
+        from logreg_grader.worker import Worker
 
         try:
             uid = sandbox.lease_uid_block()

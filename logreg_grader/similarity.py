@@ -165,8 +165,8 @@ def read_notebook(course: Course, student: str, aid: str) -> dict:
 
     The checks of logreg-grade's ``read_submission`` without its side effect (it writes a
     missing timestamp.txt into submitted/, which this command must leave as it is)."""
-    from logreg_grader.cli import parse_notebook
     from logreg_grader.status import Graded
+    from logreg_grader.worker import parse_notebook
 
     folder = course.submitted(student, aid)
     for path in (course.root / "submitted", folder.parent, folder):

@@ -97,6 +97,43 @@ def test_sigterm_stops_everything_keeps_what_was_graded_and_a_rerun_grades_the_r
     assert len(rows) == 7 and all(",ok," in r for r in rows[1:]), rows
 
 
+def _helpers_of_run(pid: int) -> list[int]:
+    """The pids of the pool helpers (logreg_grader.pool) of the grading run ``pid``."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmd = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+                stat_fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if b"logreg_grader.pool" in cmd and int(stat_fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_a_helper_killed_mid_run_costs_nothing_but_time(tmp_path):
+    """--jobs 2: the helper process is SIGKILLed (the OOM killer, an admin) after the first
+    results: every submission is still graded, ok, exactly once, and nothing is left behind."""
+    root = _course(tmp_path, 8)
+    proc = subprocess.Popen([GRADE, "--root", str(root), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while _graded(root) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    helpers = _helpers_of_run(proc.pid)
+    assert proc.poll() is None and len(helpers) == 1, "no helper to kill while grading"
+    os.kill(helpers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    rows = (root / "grades.csv").read_text().splitlines()
+    assert len(rows) == 9 and all(",ok," in r for r in rows[1:]), rows
+    assert _graded(root) == 8
+    time.sleep(1)
+    assert _processes_of_run(proc.pid) == [], "a fork server or student process outlived it"
+
+
 def test_formgrader_sees_every_submission_autograded_with_its_timestamp(tmp_path):
     """nbgrader's own API (what formgrader's pages call) reads what logreg-grade wrote."""
     root = _course(tmp_path, 2)
