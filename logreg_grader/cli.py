@@ -66,7 +66,7 @@ def _bare_nbgrader() -> None:
 
 _bare_nbgrader()
 
-from logreg_grader import release, sandbox, term  # noqa: E402
+from logreg_grader import pool, release, sandbox, term  # noqa: E402
 from logreg_grader.course import Course  # noqa: E402
 from logreg_grader.status import Graded, Status  # noqa: E402
 from logreg_grader.worker import Worker, parse_notebook  # noqa: E402, F401 - here for callers
@@ -240,8 +240,6 @@ def run(args) -> int:
     # helper processes (logreg_grader.pool) start now too and grade beside it. None of them
     # holds anything of the course until the masters are loaded. A scheduler's Dask workers
     # test their own sandbox before their first task.
-    from logreg_grader import pool
-
     args.worker, args.helpers = None, []
     if args.scheduler is None and os.geteuid() == 0:
         try:
@@ -303,8 +301,6 @@ def _run(args, t: dict) -> int:
         masters = register(course, sorted({a for a, _ in todo}) or available)
         t["register"] = time.perf_counter() - start
         if args.worker is not None:
-            from logreg_grader import pool
-
             pool.prepare(args.helpers, masters, course.root)  # they test their own sandbox
             args.worker.load(masters)
             try:  # the sandbox is tested before anything is graded
@@ -333,6 +329,9 @@ def _run(args, t: dict) -> int:
                     retimed.append(graded)  # collected again: a new time or late mark only
                 continue
             tasks.append((aid, student, data, graded))
+        runnable = sum(1 for task in tasks if task[2] is not None)
+        for helper in args.helpers[max(0, runnable - 1) :]:
+            helper.stop()  # a helper without work stops now (reaped at the end)
         if retimed:
             with Gradebook(url, "logreg-lessons") as gb:
                 gradebook.retime(gb, retimed)
@@ -356,8 +355,6 @@ def _run(args, t: dict) -> int:
             return 2
         finally:
             signal.signal(signal.SIGTERM, old)
-            from logreg_grader import pool
-
             pool.close(args.helpers)
             if args.worker is not None:
                 args.worker.close()
@@ -396,10 +393,9 @@ def _grade_all(args, masters, tasks):
         if not runnable:
             return
         if args.worker is not None:
-            from logreg_grader import pool
-
             try:
-                for task, result in pool.grade(args.worker, args.helpers, runnable):
+                working = [h for h in args.helpers if h.alive]
+                for task, result in pool.grade(args.worker, working, runnable):
                     yield _received(masters, task, result)
                     bar.update()
             finally:

@@ -60,6 +60,13 @@ class Helper:
         self.conn.send(message)
         return _unwrap(self.conn.recv())
 
+    def stop(self) -> None:
+        """SIGKILL a helper that was given no work: its fork server and that server's
+        children go with it (their parent-death signals); :meth:`close` reaps it."""
+        self.alive = False
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
     def close(self) -> None:
         self.alive = False
         with contextlib.suppress(OSError):
@@ -261,8 +268,12 @@ def main(argv=None) -> int:
             conn.send(reply)
     finally:
         if worker is not None:
-            worker.close()
+            worker.close()  # its fork server, and every process of its uid
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    except SystemExit as stopped:  # SIGTERM: main's finally has closed the worker
+        code = stopped.code if isinstance(stopped.code, int) else 0
+    os._exit(code)  # skip tearing down torch's modules (a second): the command waits for it

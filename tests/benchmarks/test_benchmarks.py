@@ -394,6 +394,22 @@ def test_scale_figure_target_is_eleven_times_for_ten_times_the_submissions():
     assert grading.scale_figure(scale).verdict == "missed"
 
 
+def test_scale_speedup_compares_the_large_class_with_one_and_two_workers():
+    scale = grading.ScaleData("02_numerical_stability", 100, 1000)
+    scale.large_runs, scale.large_jobs1 = _runs(100.0), _runs(190.0)
+    fig = grading.scale_speedup_figure(scale)
+    assert math.isclose(fig.ratio, 100.0 / 190.0) and fig.verdict == "met"  # 1.9x
+    assert "speed-up 1.90x" in fig.note and "(at least 1.8x faster)" in figure_row(fig)
+    scale.large_jobs1 = _runs(150.0)
+    assert grading.scale_speedup_figure(scale).verdict == "missed"  # 1.5x
+    scale.large_jobs1 = _runs(150.0, problem="different scores: s3")
+    assert grading.scale_speedup_figure(scale).verdict == "invalid"
+    skipped = grading.ScaleData("02_numerical_stability", 100, 1000, large_runs=_runs(100.0))
+    skipped.jobs1_skipped = "not run: budget"
+    fig = grading.scale_speedup_figure(skipped)
+    assert fig.verdict == "not available" and fig.ratio is None
+
+
 def test_agreement_note_compares_totals_with_plain_nbgrader():
     ours = [_row("s0", "10"), _row("s1", "4"), _row("s2", "10", aid="b")]
     assert grading.agreement_note(ours, {"s0": 10.0, "s1": 4.0}, "a") == (
