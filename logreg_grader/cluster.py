@@ -1,4 +1,8 @@
-"""Grading on Dask ``distributed``: a local cluster by default, any scheduler on request.
+"""Grading on Dask ``distributed``: the workers of a running scheduler (``--scheduler``).
+
+``logreg-grade --jobs N`` on one machine does not use Dask (logreg_grader/pool.py: a local
+cluster's scheduler and worker processes cost about 5 s of every command). :func:`connect`
+still starts a local cluster when given no scheduler, for tests and for callers of this module.
 
 Each submission is one task. A task carries the submission's bytes, its :class:`Graded`
 record and the content hash of its master; the master itself (solutions and hidden tests) is
