@@ -157,7 +157,6 @@ def call_student(fn, *args, banned=(), allow_mutation=False, **kwargs):
         COLLECTOR.reset(token)
     _bans.judge(obs, banned, name)
     if not allow_mutation:
-        labels = _argument_labels(fn, args, kwargs)
         for i, before in copies:
             after = inputs[i]
             same = after.shape == before.shape and bool(
@@ -165,7 +164,8 @@ def call_student(fn, *args, banned=(), allow_mutation=False, **kwargs):
                 if before.is_floating_point()
                 else (after == before).all()
             )
-            if not same:
+            if not same:  # the labels only now: a signature of a Remote costs round trips
+                labels = _argument_labels(fn, args, kwargs)
                 raise AssertionError(
                     f"{name} modified its argument {labels[i]} in place; work on a copy "
                     "(x = x.clone()) or use out-of-place operations (x = x - m, not x -= m)"

@@ -10,6 +10,7 @@ answer graded by hand. :class:`Master` is the instructor's notebook read that wa
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import re
@@ -95,13 +96,16 @@ def docstring(source: str) -> str:
     return doc.strip().split("\n")[0]
 
 
-def referenced_names(source: str) -> set[str]:
-    """Every identifier the code loads (test cells: which student names to bring in)."""
+@functools.lru_cache(maxsize=1024)
+def referenced_names(source: str) -> frozenset[str]:
+    """Every identifier the code loads (test cells: which student names to bring in).
+
+    Cached by source: the same master test cell is asked about once per submission."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        return frozenset()
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
 
 
 def defined_names(source: str) -> set[str]:
@@ -125,7 +129,7 @@ def _literal_strings(node) -> list[str]:
     ]
 
 
-def bans_in(source: str) -> tuple[set[str], set[str]]:
+def bans_in(source: str) -> tuple[frozenset[str], set[str]]:
     """(names used, banned names) of a test cell: its ``banned=`` arguments, resolved."""
     try:
         tree = ast.parse(source)

@@ -134,6 +134,43 @@ def test_a_helper_killed_mid_run_costs_nothing_but_time(tmp_path):
     assert _processes_of_run(proc.pid) == [], "a fork server or student process outlived it"
 
 
+def test_storing_a_result_takes_a_few_queries_however_many_cells_are_graded(tmp_path):
+    """gradebook.record reads a submission's grades and their cells in bulk. Loaded one by
+    one (Grade.cell, then Grade.name) it cost two queries per graded cell: 9 of the 17 ms of a
+    store, paid in the grading process for every submission. The scores it writes are the
+    ones given, and a regrade costs no more than a first grade."""
+    root = _course(tmp_path, 1)
+    result = _run(root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from nbgrader.api import Gradebook, GradeCell
+    from sqlalchemy import event
+
+    from logreg_grader import gradebook
+    from logreg_grader.status import Graded, TestResult
+
+    with Gradebook(gradebook.url(root), "logreg-lessons") as gb:
+        cells = gb.db.query(GradeCell).filter(GradeCell.cell_type == "code").all()
+        assert len(cells) >= 8, "too few graded cells to tell bulk from one by one"
+        tests = [TestResult(c.name, c.max_score, c.max_score / 2) for c in cells]
+    with Gradebook(gradebook.url(root), "logreg-lessons") as gb:  # nothing loaded yet
+        graded = Graded(AID, "s00", tests=tests, timestamp="2026-12-01 10:00:00 UTC")
+        statements = []
+        engine = gb.db.get_bind()
+
+        def count(*args):
+            statements.append(args[2])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            gradebook.record(gb, graded)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(statements) <= 12, "\n".join(statements)
+        scores = {g.name: g.auto_score for g in gb.find_submission(AID, "s00").notebooks[0].grades}
+    for t in tests:
+        assert scores[t.grade_id] == t.score
+
+
 def test_formgrader_sees_every_submission_autograded_with_its_timestamp(tmp_path):
     """nbgrader's own API (what formgrader's pages call) reads what logreg-grade wrote."""
     root = _course(tmp_path, 2)
