@@ -417,11 +417,29 @@ def columns(result: Export) -> list[str]:
     return cols
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """``value`` as a spreadsheet shows it as text: one that starts like a formula (``=``,
+    ``+``, ``-``, ``@``, tab, carriage return) gets a leading ``'``, so that a name, e-mail
+    or reason someone else wrote (a roster, a student's exception message) is never run as
+    a formula when the CSV is opened (OWASP's CSV injection advice). Numbers pass as they are.
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
 def write_csv(course: Course, result: Export) -> None:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns(result), restval="")
     writer.writeheader()
-    writer.writerows(result.rows)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in result.rows)
     course.write_private(course.grades_csv, out.getvalue())
 
 
@@ -459,8 +477,8 @@ def write_canvas(course: Course, result: Export, term: termmod.Term) -> bool:
         return False
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(table[0])
-    writer.writerows(table[1])
+    writer.writerow([spreadsheet_safe(v) for v in table[0]])
+    writer.writerows([spreadsheet_safe(v) for v in line] for line in table[1])
     course.write_private(course.canvas_csv, out.getvalue())
     return True
 

@@ -432,3 +432,36 @@ def test_roster_names_reach_the_gradebook_once(tmp_path, monkeypatch):
         "cy": ("Cy", "de Vries", None, None),
         "dee": (None, None, None, None),
     }
+
+
+def test_csv_cells_that_start_like_a_formula_are_written_as_text(tmp_path):
+    """A roster name or a reason that starts with = + - @ would run as a formula when the
+    instructor opens grades.csv in a spreadsheet; such a cell gets a leading quote, numbers
+    (a negative penalty) stay numbers, and the rows in memory are unchanged."""
+    import csv as csvmod
+
+    course = Course(tmp_path)
+    row = {
+        "student": "ann",
+        "assignment": "04_gradients",
+        "name": '=HYPERLINK("http://evil.example","x")',
+        "email": "@SUM(1+1)",
+        "status": "ok",
+        "score": "-1.5",
+        "reason": "+cmd|' /C calc'!A0",
+    }
+    done = report.Export(rows=[row], cells={"04_gradients": [report.Cell("t1", "code", 1.0)]})
+    report.write_csv(course, done)
+    (got,) = csvmod.DictReader(course.grades_csv.open(encoding="utf-8"))
+    assert got["name"] == "'" + row["name"]
+    assert got["email"] == "'@SUM(1+1)"
+    assert got["reason"] == "'" + row["reason"]
+    assert got["score"] == "-1.5" and got["student"] == "ann"
+    assert row["name"].startswith("=")  # only what is written is changed
+    assert [report.spreadsheet_safe(v) for v in ("-3", "\tx", "\rx", "a=b", 7)] == [
+        "-3",
+        "'\tx",
+        "'\rx",
+        "a=b",
+        7,
+    ]
