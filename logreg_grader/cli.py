@@ -458,7 +458,7 @@ def _store(course: Course, gb, graded: Graded) -> None:
             course.autograded(graded.student, graded.assignment), graded.autograded
         )
         if graded.timestamp:
-            stamp = course.autograded(graded.student, graded.assignment).parent / "timestamp.txt"
+            stamp = course.autograded_timestamp(graded.student, graded.assignment)
             course.write_private(stamp, graded.timestamp)
     if graded.feedback:
         path = course.findings(graded.student, graded.assignment)

@@ -8,7 +8,7 @@ Layout, relative to the course root::
     exercises/<id>/<id>.ipynb            the students' release
     course.toml                          the term: roster, due dates, late policy (term.py)
     submitted/<student>/<id>/<id>.ipynb  a submission (+ timestamp.txt, collected.json)
-    autograded/<student>/<id>/<id>.ipynb what ran, for formgrader      (private, 0700)
+    autograded/<student>/<id>/<id>.ipynb what ran, for formgrader (+ timestamp.txt; private, 0700)
     feedback/<student>/<id>/<id>.html    the student's feedback page    (private, 0700)
     gradebook/gradebook.db               nbgrader's gradebook           (private, 0700)
     reports/<id>/similarity.{csv,html}   alike submissions (similarity.py, private, 0700)
@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+STAMP = "timestamp.txt"  # nbgrader's name for the time a submission was handed in
 PRIVATE = ("autograded", "feedback", "gradebook", "submitted", "solutions")
 COLLECTED = "collected.json"  # written by logreg-collect next to a submission
 
@@ -52,6 +53,11 @@ class Course:
 
     def autograded(self, student: str, aid: str) -> Path:
         return self.root / "autograded" / student / aid / f"{aid}.ipynb"
+
+    def autograded_timestamp(self, student: str, aid: str) -> Path:
+        """nbgrader's timestamp.txt beside the autograded notebook: formgrader compares it with
+        the gradebook's time to show the submission as autograded."""
+        return self.autograded(student, aid).parent / STAMP
 
     def findings(self, student: str, aid: str) -> Path:
         """What grading found that the gradebook does not keep (test messages, answers),
@@ -110,7 +116,7 @@ class Course:
         """The submission's time: its timestamp.txt (nbgrader's collect and logreg-collect
         write one), "" when logreg-collect found no time for it, else the notebook's mtime,
         which is then written as timestamp.txt for formgrader."""
-        path = self.submitted(student, aid) / "timestamp.txt"
+        path = self.submitted(student, aid) / STAMP
         if path.is_file() and not path.is_symlink():
             text = path.read_text(encoding="utf-8", errors="replace").strip()
             if text:

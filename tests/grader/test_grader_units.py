@@ -255,6 +255,7 @@ def test_course_builds_every_path(tmp_path):
     assert c.submission("ann", "02") == tmp_path / "submitted/ann/02/02.ipynb"
     assert c.autograded("ann", "02") == tmp_path / "autograded/ann/02/02.ipynb"
     assert c.findings("ann", "02") == tmp_path / "autograded/ann/02/results.json"
+    assert c.autograded_timestamp("ann", "02") == tmp_path / "autograded/ann/02/timestamp.txt"
     assert c.feedback("ann", "02") == tmp_path / "feedback/ann/02/02.html"
     c.make_private()
     assert (tmp_path / "feedback").stat().st_mode & 0o777 == 0o700
