@@ -321,7 +321,7 @@ def write_all(course: Course, done: Export) -> Written:
     if stale:
         out.notes.append(
             "feedback not rewritten (graded before its results were kept, or its results do "
-            "not match the gradebook; `make grade STUDENT=<id>` regrades): " + ", ".join(stale)
+            "not match the gradebook; `sudo make grade STUDENT=<id>` regrades): " + ", ".join(stale)
         )
     if exchanged:
         release_to_exchange(course, exchanged, out)

@@ -70,14 +70,14 @@ STEPS = [
     "nbgrader fetch_assignment 04_gradients --course logreg-lessons",
     "nbgrader submit 04_gradients --course logreg-lessons",
     ".venv/bin/nbgrader collect 04_gradients",
-    "make grade",
-    "make grade ASSIGNMENT=04_gradients",
-    "make grade ASSIGNMENT=04_gradients JOBS=2",
-    "make grade STUDENT=ann",
-    "make grades",
+    "sudo make grade",
+    "sudo make grade ASSIGNMENT=04_gradients",
+    "sudo make grade ASSIGNMENT=04_gradients JOBS=2",
+    "sudo make grade STUDENT=ann",
+    "sudo make grades",
     "sudo make lab",
-    "make grades",
-    "make similarity ASSIGNMENT=04_gradients",
+    "sudo make grades",
+    "sudo make similarity ASSIGNMENT=04_gradients",
     "nbgrader fetch_feedback 04_gradients --course logreg-lessons",
 ]
 STUDENT_COMMANDS = ("fetch_assignment", "submit", "fetch_feedback")  # "# each student"
@@ -311,7 +311,7 @@ def test_a_term_as_the_guide_prints_it(course):
     assert (sub / "nobody" / AID / "timestamp.txt").is_file()
 
     # Autograde: everything once, then nothing new twice, then one student again.
-    out = walk.step("make grade")
+    out = walk.step("sudo make grade")
     assert out.returncode == 0, _out(out)
     rows = _rows(root)
     assert sorted(rows) == ["ann", "bob", "cat", "dan", "nobody"]
@@ -338,14 +338,14 @@ def test_a_term_as_the_guide_prints_it(course):
         out = walk.step(command)
         assert out.returncode == 0, (command, _out(out))
         assert {s: p.stat().st_mtime_ns for s, p in graded.items()} == first, command
-    out = walk.step("make grade STUDENT=ann")
+    out = walk.step("sudo make grade STUDENT=ann")
     assert out.returncode == 0, _out(out)
     again = {s: p.stat().st_mtime_ns for s, p in graded.items()}
     assert again["ann"] != first["ann"] and (again["bob"], again["cat"]) == (
         first["bob"],
         first["cat"],
     )
-    out = walk.step("make grades")
+    out = walk.step("sudo make grades")
     assert out.returncode == 0, _out(out)
     assert _rows(root) == rows  # the same exports, from the gradebook
 
@@ -361,7 +361,7 @@ def test_a_term_as_the_guide_prints_it(course):
         gb.db.commit()
         # course.toml's due date (23:59 in Zurich), for formgrader and --before-duedate
         assert gb.find_assignment(AID).duedate == datetime.datetime(2025, 3, 14, 22, 59)
-    out = walk.step("make grades")
+    out = walk.step("sudo make grades")
     assert out.returncode == 0, _out(out)
     ann = _rows(root)["ann"]
     assert float(ann["written"]) == 1.5 and float(ann["score"]) == auto + 1.5
@@ -374,7 +374,7 @@ def test_a_term_as_the_guide_prints_it(course):
     assert canvas["bob"]["Gradients (4321)"] == ""  # written answers not graded yet
 
     # Look for copied code: ann, bob and nobody handed in the same solution.
-    out = walk.step("make similarity ASSIGNMENT=04_gradients")
+    out = walk.step("sudo make similarity ASSIGNMENT=04_gradients")
     assert out.returncode == 0, _out(out)
     report = root / "reports" / AID
     with open(report / "similarity.csv", newline="", encoding="utf-8") as f:
