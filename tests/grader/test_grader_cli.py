@@ -47,6 +47,16 @@ def _graded(root) -> int:
         return 0
 
 
+def _start_and_wait_for(root: Path, graded: int) -> subprocess.Popen:
+    """A ``--jobs 2`` run of ``root``, once it has recorded ``graded`` submissions (or ended)."""
+    proc = subprocess.Popen([GRADE, "--root", str(root), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while _graded(root) < graded and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    return proc
+
+
 def _processes_of_run(pid: int) -> list[str]:
     """Fork servers and student processes started by the grading run ``pid``."""
     marker = f"LOGREG_GRADER_RUN={pid}".encode()
@@ -73,11 +83,7 @@ def test_bad_arguments_say_what_is_expected(tmp_path):
 
 def test_sigterm_stops_everything_keeps_what_was_graded_and_a_rerun_grades_the_rest(tmp_path):
     root = _course(tmp_path, 6)
-    proc = subprocess.Popen([GRADE, "--root", str(root), "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 600
-    while _graded(root) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    proc = _start_and_wait_for(root, graded=2)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -116,11 +122,7 @@ def test_a_helper_killed_mid_run_costs_nothing_but_time(tmp_path):
     """--jobs 2: the helper process is SIGKILLed (the OOM killer, an admin) after the first
     results: every submission is still graded, ok, exactly once, and nothing is left behind."""
     root = _course(tmp_path, 8)
-    proc = subprocess.Popen([GRADE, "--root", str(root), "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 600
-    while _graded(root) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    proc = _start_and_wait_for(root, graded=2)
     helpers = _helpers_of_run(proc.pid)
     assert proc.poll() is None and len(helpers) == 1, "no helper to kill while grading"
     os.kill(helpers[0], signal.SIGKILL)
