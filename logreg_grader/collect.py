@@ -44,7 +44,7 @@ from pathlib import Path
 
 from logreg_grader import release
 from logreg_grader import term as termmod
-from logreg_grader.course import COLLECTED, Course
+from logreg_grader.course import COLLECTED, STAMP, Course
 
 MAX_FILE = 50 * 1024**2  # as logreg-grade: a larger notebook is refused
 CANVAS = re.compile(
@@ -338,7 +338,7 @@ def write(course: Course, sid: str, aid: str, files: dict[str, bytes], when, inf
     if dest.is_dir() and not dest.is_symlink():
         have = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
         meta = json.loads(have.pop(COLLECTED, b"{}") or b"{}")
-        old_stamp = have.pop("timestamp.txt", b"").decode(errors="replace").strip() or None
+        old_stamp = have.pop(STAMP, b"").decode(errors="replace").strip() or None
         same_meta = {k: meta.get(k) for k in ("late_mark", "time")} == {
             k: info.get(k) for k in ("late_mark", "time")
         }
@@ -353,7 +353,7 @@ def write(course: Course, sid: str, aid: str, files: dict[str, bytes], when, inf
         if when:
             os.utime(tmp / name, (when.timestamp(), when.timestamp()))
     if stamp:
-        (tmp / "timestamp.txt").write_text(stamp, encoding="utf-8")
+        (tmp / STAMP).write_text(stamp, encoding="utf-8")
     (tmp / COLLECTED).write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
     old = dest.parent / f".{aid}.old-{os.getpid()}"
     if dest.exists() or dest.is_symlink():

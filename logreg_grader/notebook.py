@@ -96,11 +96,8 @@ def docstring(source: str) -> str:
     return doc.strip().split("\n")[0]
 
 
-@functools.lru_cache(maxsize=1024)
 def referenced_names(source: str) -> frozenset[str]:
-    """Every identifier the code loads (test cells: which student names to bring in).
-
-    Cached by source: the same master test cell is asked about once per submission."""
+    """Every identifier the code loads (test cells: which student names to bring in)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -157,6 +154,17 @@ class TestCell:
     source: str
     points: float
     doc: str
+
+    # Asked for at every submission: parsed and compiled once per master, on first use.
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """The identifiers the cell loads: the student names a test brings in."""
+        return referenced_names(self.source)
+
+    @functools.cached_property
+    def code(self):
+        """The cell compiled, named ``<test grade_id>`` in tracebacks."""
+        return compile(self.source, f"<test {self.grade_id}>", "exec")
 
 
 @dataclass

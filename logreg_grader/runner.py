@@ -20,7 +20,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-import functools
 import io
 import json
 import sys
@@ -114,12 +113,6 @@ _builtins.display = display
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
-@functools.lru_cache(maxsize=1024)
-def _compiled(source: str, grade_id: str):
-    """A master test cell's code object, compiled once per run, not once per submission."""
-    return compile(source, f"<test {grade_id}>", "exec")
-
-
 def _run_test(session: Session, master: nbm.Master, test: nbm.TestCell) -> TestResult:
     from logreg_grader import check
 
@@ -127,7 +120,7 @@ def _run_test(session: Session, master: nbm.Master, test: nbm.TestCell) -> TestR
     result = TestResult(test.grade_id, test.points, 0.0)
     ns = TestNamespace(session, master.graded_names)
     try:
-        values = session.lookup(nbm.referenced_names(test.source) - _BUILTIN_NAMES)
+        values = session.lookup(test.names - _BUILTIN_NAMES)
         for name, value in values.items():
             if isinstance(value, tuple) and len(value) == 2 and value[0] == "module":
                 if value[1] in sys.modules:  # only modules the grader itself has loaded
@@ -141,7 +134,7 @@ def _run_test(session: Session, master: nbm.Master, test: nbm.TestCell) -> TestR
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                exec(_compiled(test.source, test.grade_id), ns)
+                exec(test.code, ns)
         result.score = test.points
     except SandboxLost as lost:
         result.kind = lost.kind

@@ -140,7 +140,7 @@ def test_storing_a_result_takes_a_few_queries_however_many_cells_are_graded(tmp_
     """gradebook.record reads a submission's grades and their cells in bulk. Loaded one by
     one (Grade.cell, then Grade.name) it cost two queries per graded cell: 9 of the 17 ms of a
     store, paid in the grading process for every submission. The scores it writes are the
-    ones given, and a regrade costs no more than a first grade."""
+    ones given."""
     root = _course(tmp_path, 1)
     result = _run(root)
     assert result.returncode == 0, result.stderr[-2000:]
